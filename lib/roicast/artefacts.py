@@ -1,0 +1,111 @@
+"""Read and write the files that carry state from one notebook to the next.
+
+Every write goes to a temporary name in the same folder and is renamed into place, so
+a run that fails halfway never leaves a half-written file behind. Every read of a
+missing file says which notebook writes it.
+"""
+
+import json
+import os
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from roicast.errors import MissingArtefactError
+
+PRODUCER = {
+    "prices.parquet": "01_collect",
+    "collect.json": "01_collect",
+    "dataset.npz": "02_preprocess",
+    "scaler.json": "02_preprocess",
+    "preprocess.json": "02_preprocess",
+    "model.keras": "03_train",
+    "history.csv": "03_train",
+    "train.json": "03_train",
+    "predictions.parquet": "04_evaluate",
+    "metrics.json": "04_evaluate",
+}
+
+
+@contextmanager
+def atomic_path(path: Path) -> Iterator[Path]:
+    """Yield a temporary path beside `path`; rename it onto `path` only on success."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        os.replace(tmp_path, path)
+    finally:
+        tmp_path.unlink(missing_ok=True)
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return _jsonable(value.tolist())
+    if isinstance(value, np.integer):
+        return int(value)
+    if isinstance(value, np.floating | float):
+        value = float(value)
+        return value if np.isfinite(value) else None
+    if isinstance(value, np.bool_):
+        return bool(value)
+    if isinstance(value, pd.Timestamp):
+        return value.strftime("%Y-%m-%d")
+    if isinstance(value, Path):
+        return str(value)
+    return value
+
+
+def write_json(path: Path, data: dict) -> Path:
+    """Write `data` as indented JSON; NaN and infinity become null, numpy types plain."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(_jsonable(data), indent=2) + "\n")
+    return Path(path)
+
+
+def require(path: Path) -> Path:
+    """Return `path` if it exists, else raise naming the notebook that writes it."""
+    path = Path(path)
+    if not path.exists():
+        producer = PRODUCER.get(path.name)
+        hint = f" Run {producer} for this run first." if producer else ""
+        raise MissingArtefactError(f"{path} does not exist.{hint}")
+    return path
+
+
+def read_json(path: Path) -> dict:
+    return json.loads(require(path).read_text())
+
+
+def write_parquet(path: Path, frame: pd.DataFrame) -> Path:
+    with atomic_path(path) as tmp:
+        frame.to_parquet(tmp)
+    return Path(path)
+
+
+def read_parquet(path: Path) -> pd.DataFrame:
+    return pd.read_parquet(require(path))
+
+
+def write_npz(path: Path, **arrays: np.ndarray) -> Path:
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as handle:
+            np.savez_compressed(handle, **arrays)
+    return Path(path)
+
+
+def read_npz(path: Path) -> dict[str, np.ndarray]:
+    with np.load(require(path), allow_pickle=False) as data:
+        return {key: data[key] for key in data.files}
