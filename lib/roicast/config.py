@@ -91,7 +91,6 @@ class RunParams(BaseModel):
     lr_patience: int = Field(5, ge=1, description="Epochs without improvement before the LR is cut.")
     min_lr: float = Field(1e-6, gt=0, description="Lowest learning rate ReduceLROnPlateau may set.")
     early_stopping_patience: int = Field(10, ge=1, description="Epochs without improvement before stopping.")
-    jit_compile: bool = Field(True, description="Compile the training step with XLA (faster on CPU and GPU).")
 
     # 04_evaluate
     walk_forward_folds: int = Field(0, ge=0, le=20,

@@ -27,3 +27,7 @@ class MissingArtefactError(RoicastError, FileNotFoundError):
 
 class NotebookError(RoicastError):
     """A notebook of the chain failed; the message names the notebook, cell and error."""
+
+
+class RoicastWarning(UserWarning):
+    """Something in the data was repaired or dropped; the run goes on."""

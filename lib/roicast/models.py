@@ -1,0 +1,121 @@
+"""The guide's hybrid bidirectional-LSTM + multi-head-attention network, and its variants.
+
+`guide` is the network of the training guide, layer for layer. `highway` adds a linear
+autoregressive path from each asset's own window to its output, with one set of weights
+shared by all assets (LSTNet's "highway"); the recurrent body starts at zero output and
+learns what the linear path misses. The guide's network on its own loses to persistence
+on the smoothed target (DESIGN.md); the highway keeps the network honest.
+"""
+
+import keras
+from keras import layers
+
+from roicast.config import RunParams
+
+
+@keras.saving.register_keras_serializable(package="roicast")
+class WeightedBinaryCrossentropy(keras.losses.Loss):
+    """Binary cross-entropy with balanced class weights per asset (output column).
+
+    Keras's `class_weight` covers only single-output models; here each of the n_assets
+    outputs has its own up/down balance, fitted on the training period.
+    """
+
+    def __init__(self, positive_weights, negative_weights, name="weighted_bce", **kwargs):
+        super().__init__(name=name, **kwargs)
+        self.positive_weights = [float(w) for w in positive_weights]
+        self.negative_weights = [float(w) for w in negative_weights]
+
+    def call(self, y_true, y_pred):
+        y_true = keras.ops.cast(y_true, y_pred.dtype)
+        eps = keras.config.epsilon()
+        y_pred = keras.ops.clip(y_pred, eps, 1 - eps)
+        weights = (y_true * keras.ops.convert_to_tensor(self.positive_weights, y_pred.dtype)
+                   + (1 - y_true) * keras.ops.convert_to_tensor(self.negative_weights, y_pred.dtype))
+        loss = -(y_true * keras.ops.log(y_pred) + (1 - y_true) * keras.ops.log(1 - y_pred))
+        return keras.ops.mean(weights * loss, axis=-1)
+
+    def get_config(self):
+        return {**super().get_config(), "positive_weights": self.positive_weights,
+                "negative_weights": self.negative_weights}
+
+
+def _lstm(units: int, init, name: str) -> layers.Layer:
+    """A sequence-returning bidirectional LSTM.
+
+    On a GPU the cuDNN kernel is used; on a CPU the plain loop, which XLA can compile
+    (Keras turns XLA off for the whole model when a layer may take the cuDNN path).
+    """
+    use_cudnn = "auto" if tf_gpu_available() else False
+    return layers.Bidirectional(layers.LSTM(units, return_sequences=True, kernel_initializer=init,
+                                            use_cudnn=use_cudnn), name=name)
+
+
+def tf_gpu_available() -> bool:
+    import tensorflow as tf
+
+    return bool(tf.config.list_physical_devices("GPU"))
+
+
+def _recurrent_attention_body(inputs, params: RunParams, seed: int):
+    """Bi-LSTM → Bi-LSTM → self-attention + residual → LayerNorm → pooling → Dense."""
+    init = keras.initializers.GlorotUniform(seed=seed)
+    units_1, units_2 = params.lstm_units
+    x = _lstm(units_1, init, "bilstm_1")(inputs)
+    x = layers.Dropout(params.dropout_lstm, name="dropout_lstm_1")(x)
+    x = _lstm(units_2, init, "bilstm_2")(x)
+    x = layers.Dropout(params.dropout_lstm, name="dropout_lstm_2")(x)
+    attended = layers.MultiHeadAttention(num_heads=params.attention_heads,
+                                         key_dim=params.attention_key_dim,
+                                         kernel_initializer=init, name="attention")(x, x)
+    x = layers.Add(name="residual")([x, attended])
+    x = layers.LayerNormalization(name="layer_norm")(x)
+    x = layers.GlobalAveragePooling1D(name="pooling")(x)
+    x = layers.Dense(params.dense_units, activation="relu", kernel_initializer=init, name="dense")(x)
+    if params.task == "direction":
+        x = layers.BatchNormalization(name="batch_norm")(x)
+    return layers.Dropout(params.dropout_dense, name="dropout_dense")(x)
+
+
+def _highway(inputs, seq_len: int, n_assets: int, n_features: int):
+    """Linear map from each asset's window (seq_len × features) to its output, shared weights."""
+    x = layers.Reshape((seq_len, n_assets, n_features), name="highway_split")(inputs)
+    x = layers.Permute((2, 1, 3), name="highway_by_asset")(x)
+    x = layers.Reshape((n_assets, seq_len * n_features), name="highway_flatten")(x)
+    x = layers.Dense(1, name="highway_linear")(x)
+    return layers.Reshape((n_assets,), name="highway")(x)
+
+
+def build_model(seq_len: int, n_assets: int, n_features: int, params: RunParams,
+                seed: int | None = None) -> keras.Model:
+    """The network for `params.architecture` and `params.task`, uncompiled.
+
+    Input: (seq_len, n_assets * n_features), each asset's features side by side.
+    Output: one value per asset (a scaled return, or for `direction` a probability of up).
+    """
+    seed = params.seed if seed is None else seed
+    inputs = keras.Input(shape=(seq_len, n_assets * n_features), name="windows")
+    body = _recurrent_attention_body(inputs, params, seed)
+    highway = params.architecture == "highway"
+    head_init = "zeros" if highway else keras.initializers.GlorotUniform(seed=seed)
+    outputs = layers.Dense(n_assets, kernel_initializer=head_init, name="head")(body)
+    if highway:
+        outputs = layers.Add(name="body_plus_highway")(
+            [outputs, _highway(inputs, seq_len, n_assets, n_features)])
+    if params.task == "direction":
+        outputs = layers.Activation("sigmoid", name="probability_up")(outputs)
+    return keras.Model(inputs, outputs, name=f"roicast_{params.architecture}_{params.task}")
+
+
+def attention_scores(model: keras.Model, windows) -> "keras.KerasTensor":
+    """Self-attention weights (batch, heads, query step, key step) for some input windows."""
+    before = keras.Model(model.inputs, model.get_layer("dropout_lstm_2").output)
+    hidden = before(windows, training=False)
+    _, scores = model.get_layer("attention")(hidden, hidden, return_attention_scores=True,
+                                             training=False)
+    return scores
+
+
+def load_model(path) -> keras.Model:
+    """Load a saved model with Keras's safe mode (no arbitrary code from the file)."""
+    return keras.models.load_model(path, safe_mode=True)

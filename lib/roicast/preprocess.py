@@ -1,0 +1,182 @@
+"""Turn prices into the model's scaled daily series, following the guide with its errors fixed.
+
+The guide's steps are kept in order (returns, outliers, log, smoothing, scaling), with
+two fixes (DESIGN.md, "Known errors"): returns are log returns in percent,
+`100 * log1p(pct_change)`, which are defined for every loss (the guide's `log1p` of a
+percent return is NaN below -1 %); and nothing is filled backwards or fitted on rows
+after the training period. Rolling means are causal, so they never look ahead.
+"""
+
+import warnings
+
+import numpy as np
+import pandas as pd
+from sklearn.preprocessing import MinMaxScaler, StandardScaler
+
+from roicast.config import RunParams
+from roicast.errors import DataError, RoicastWarning
+from roicast.windows import rows_needed, sample_indices, split_indices
+
+Scaler = MinMaxScaler | StandardScaler
+
+
+def log_returns_pct(prices: pd.DataFrame) -> pd.DataFrame:
+    """Daily log returns in percent; the first row (no previous price) is dropped."""
+    returns = 100 * np.log1p(prices.pct_change(fill_method=None))
+    return returns.replace([np.inf, -np.inf], np.nan).iloc[1:]
+
+
+def clean_returns(returns: pd.DataFrame) -> pd.DataFrame:
+    """Drop empty assets, trim rows before every asset has started, fill interior holes with 0.
+
+    A hole left after collect's forward fill means no price that day; a zero return is what
+    a carried-forward price would give, and it uses no later value.
+    """
+    empty = returns.columns[returns.isna().all()]
+    if len(empty):
+        warnings.warn(f"Dropping assets with no usable returns: {', '.join(empty)}.",
+                      RoicastWarning, stacklevel=2)
+        returns = returns.drop(columns=empty)
+    if returns.shape[1] == 0:
+        raise DataError("No asset has any usable returns. Check the prices from 01_collect.")
+    first_full = returns.notna().all(axis=1).idxmax() if returns.notna().all(axis=1).any() else None
+    if first_full is None:
+        raise DataError("No date has returns for every asset. Drop assets that never overlap.")
+    if first_full != returns.index[0]:
+        late = [a for a in returns.columns if returns[a].first_valid_index() == first_full]
+        warnings.warn(f"Starting at {first_full:%Y-%m-%d}, when {', '.join(late)} begin(s); "
+                      f"{returns.index.get_loc(first_full)} earlier rows dropped.",
+                      RoicastWarning, stacklevel=2)
+        returns = returns.loc[first_full:]
+    holes = int(returns.isna().sum().sum())
+    if holes:
+        warnings.warn(f"{holes} missing daily returns set to 0 (no price that day).",
+                      RoicastWarning, stacklevel=2)
+    return returns.fillna(0.0)
+
+
+def fit_clip_bounds(train_returns: pd.DataFrame, quantile: float) -> tuple[pd.Series, pd.Series]:
+    """Per-asset lower and upper quantiles of the training returns."""
+    return train_returns.quantile(quantile), train_returns.quantile(1 - quantile)
+
+
+def smooth(returns: pd.DataFrame, window: int) -> pd.DataFrame:
+    """Causal rolling mean over `window` days (the guide's 5); 1 leaves returns unchanged."""
+    return returns.rolling(window).mean()
+
+
+def fit_scaler(kind: str, train_values: np.ndarray) -> Scaler:
+    """Fit the guide's MinMax (0..1) or a standard scaler on training rows only."""
+    scaler = MinMaxScaler(feature_range=(0, 1)) if kind == "minmax" else StandardScaler()
+    return scaler.fit(train_values)
+
+
+_SCALER_STATE = {
+    "minmax": ("feature_range", "data_min_", "data_max_", "data_range_", "scale_", "min_"),
+    "standard": ("mean_", "var_", "scale_"),
+}
+
+
+def scaler_to_dict(scaler: Scaler) -> dict:
+    """The fitted state of a scikit-learn scaler as plain JSON values (no pickle)."""
+    kind = "minmax" if isinstance(scaler, MinMaxScaler) else "standard"
+    state = {name: np.asarray(getattr(scaler, name)).tolist() for name in _SCALER_STATE[kind]}
+    return {"kind": kind, **state}
+
+
+def scaler_from_dict(state: dict) -> Scaler:
+    """Rebuild a fitted scaler from `scaler_to_dict`'s output."""
+    kind = state["kind"]
+    if kind == "minmax":
+        scaler = MinMaxScaler(feature_range=tuple(state["feature_range"]))
+    else:
+        scaler = StandardScaler()
+    for name in _SCALER_STATE[kind]:
+        if name != "feature_range":
+            setattr(scaler, name, np.asarray(state[name], dtype=float))
+    scaler.n_features_in_ = len(state["scale_"])
+    return scaler
+
+
+def to_roi_pct(scaled_target: np.ndarray, scalers: dict) -> np.ndarray:
+    """Invert the target's scaling: scaled values → smoothed daily log return in percent."""
+    scaler = scaler_from_dict(scalers["target"])
+    values = np.asarray(scaled_target, dtype=float)
+    return scaler.inverse_transform(values.reshape(-1, values.shape[-1])).reshape(values.shape)
+
+
+def build_dataset(prices: pd.DataFrame, params: RunParams) -> tuple[dict, dict, dict]:
+    """Prices → (arrays for dataset.npz, scalers for scaler.json, summary for preprocess.json).
+
+    Fitted statistics (clip bounds, scalers) see only rows up to the last training target.
+    """
+    returns = clean_returns(log_returns_pct(prices))
+    gap = max(params.smooth_window, params.horizon)
+    needed = rows_needed(params.seq_len, params.horizon, gap, params.smooth_window)
+    if len(returns) < needed:
+        raise DataError(
+            f"Too little history: {len(returns)} days of returns, but seq_len={params.seq_len}, "
+            f"horizon={params.horizon} and smooth_window={params.smooth_window} need at least "
+            f"{needed} (and far more to learn anything). Use more dates or a shorter seq_len.")
+    n_rows = len(returns) - (params.smooth_window - 1)
+    samples = sample_indices(n_rows, params.seq_len, params.horizon)
+    split = split_indices(samples, params.test_fraction, params.val_fraction, gap)
+    last_train_row = int(split["train"][-1]) + params.horizon - 1 + (params.smooth_window - 1)
+
+    clipped = returns
+    if params.clip_quantile is not None:
+        low, high = fit_clip_bounds(returns.iloc[:last_train_row + 1], params.clip_quantile)
+        clipped = returns.clip(lower=low, upper=high, axis=1)
+    smoothed = smooth(clipped, params.smooth_window).iloc[params.smooth_window - 1:]
+    raw = clipped.iloc[params.smooth_window - 1:]
+    train_rows = slice(0, int(split["train"][-1]) + params.horizon)
+
+    series = {"smoothed": smoothed, "raw": raw}
+    scalers = {name: fit_scaler(params.scaler, frame.to_numpy()[train_rows])
+               for name, frame in series.items()}
+    features = np.stack([scalers[name].transform(series[name].to_numpy())
+                         for name in params.input_features], axis=-1).astype(np.float32)
+    target = features[..., 0] if params.input_features[0] == "smoothed" else \
+        scalers["smoothed"].transform(smoothed.to_numpy()).astype(np.float32)
+
+    arrays = {
+        "features": features,
+        "target": target,
+        "target_pct": smoothed.to_numpy(),
+        "raw_pct": raw.to_numpy(),
+        "returns_pct": returns.iloc[params.smooth_window - 1:].to_numpy(),
+        "dates": smoothed.index.to_numpy().astype("datetime64[D]"),
+        "assets": np.array(smoothed.columns, dtype=str),
+        "feature_names": np.array(params.input_features, dtype=str),
+        "train_idx": split["train"], "val_idx": split["val"], "test_idx": split["test"],
+        "seq_len": np.array(params.seq_len), "horizon": np.array(params.horizon),
+        "smooth_window": np.array(params.smooth_window),
+    }
+    scaler_json = {"assets": list(smoothed.columns), "target": scaler_to_dict(scalers["smoothed"]),
+                   "features": {name: scaler_to_dict(scalers[name]) for name in params.input_features}}
+    info = summarise(arrays, params, gap)
+    return arrays, scaler_json, info
+
+
+def period_dates(arrays: dict, period: str) -> tuple[str, str]:
+    """First and last target date of a period."""
+    idx = arrays[f"{period}_idx"]
+    rows = idx + int(arrays["horizon"]) - 1
+    dates = arrays["dates"][rows]
+    return str(dates[0]), str(dates[-1])
+
+
+def summarise(arrays: dict, params: RunParams, gap: int) -> dict:
+    """The content of preprocess.json: parameters, shapes and each period's dates."""
+    periods = {p: {"n": len(arrays[f"{p}_idx"]), "start": period_dates(arrays, p)[0],
+                   "end": period_dates(arrays, p)[1]} for p in ("train", "val", "test")}
+    return {
+        "params": {name: getattr(params, name) for name in (
+            "smooth_window", "clip_quantile", "scaler", "seq_len", "horizon",
+            "test_fraction", "val_fraction", "input_features")},
+        "gap": gap,
+        "assets": arrays["assets"].tolist(),
+        "n_rows": int(arrays["features"].shape[0]),
+        "window_shape": [params.seq_len, *arrays["features"].shape[1:]],
+        "periods": periods,
+    }

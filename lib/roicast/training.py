@@ -1,0 +1,220 @@
+"""Train a network on the windows of 02_preprocess: seeds, input pipeline, callbacks, outputs.
+
+The input pipeline gathers each batch's windows from the daily series inside tf.data
+(no 60 copies of the data in memory), the training step is compiled with XLA, and the
+guide's callbacks (ReduceLROnPlateau, EarlyStopping, ModelCheckpoint) run beside
+TensorBoard, CSVLogger and TerminateOnNaN.
+"""
+
+import os
+import random
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import keras
+import numpy as np
+import pandas as pd
+import tensorflow as tf
+from sklearn.utils.class_weight import compute_class_weight
+
+from roicast.artefacts import atomic_path, write_json
+from roicast.baselines import SharedRidge
+from roicast.config import RunParams
+from roicast.errors import DataError
+from roicast.models import WeightedBinaryCrossentropy, build_model
+from roicast.windows import targets_for
+
+
+def set_seed(seed: int) -> None:
+    """Seed Python, NumPy and Keras, and make TensorFlow's ops deterministic."""
+    random.seed(seed)
+    np.random.seed(seed)
+    keras.utils.set_random_seed(seed)
+    tf.config.experimental.enable_op_determinism()
+
+
+def check_finite(arrays: dict) -> None:
+    """Stop before training if any input or target holds NaN or infinity."""
+    for name in ("features", "target"):
+        bad = ~np.isfinite(arrays[name])
+        if bad.any():
+            raise DataError(f"{int(bad.sum())} non-finite values in {name} of dataset.npz. "
+                            "Re-run 02_preprocess; if it persists, check the prices for holes.")
+
+
+def direction_labels(arrays: dict, indices: np.ndarray, direction_of: str) -> np.ndarray:
+    """1 where the next day goes up: the raw return's sign, or the smoothed series' change."""
+    horizon = int(arrays["horizon"])
+    rows = np.asarray(indices) + horizon - 1
+    if direction_of == "return":
+        return (arrays["returns_pct"][rows] > 0).astype(np.float32)
+    return (arrays["target_pct"][rows] > arrays["target_pct"][np.asarray(indices) - 1]).astype(np.float32)
+
+
+def balanced_class_weights(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-asset weights for up (1) and down (0) days, sklearn's 'balanced' rule."""
+    positive, negative = np.ones(labels.shape[1]), np.ones(labels.shape[1])
+    for asset in range(labels.shape[1]):
+        column = labels[:, asset]
+        classes = np.unique(column)
+        if len(classes) == 2:
+            negative[asset], positive[asset] = compute_class_weight("balanced", classes=classes, y=column)
+    return positive, negative
+
+
+def training_targets(arrays: dict, indices: np.ndarray, params: RunParams) -> np.ndarray:
+    if params.task == "direction":
+        return direction_labels(arrays, indices, params.direction_of)
+    return targets_for(arrays["target"], indices, int(arrays["horizon"])).astype(np.float32)
+
+
+def window_dataset(features: np.ndarray, targets: np.ndarray | None, indices: np.ndarray,
+                   seq_len: int, batch_size: int, shuffle: bool = False, seed: int = 0) -> tf.data.Dataset:
+    """Batches of (windows, targets), each window gathered from the daily series on the fly."""
+    series = tf.constant(features.reshape(len(features), -1), dtype=tf.float32)
+    offsets = tf.range(-seq_len, 0, dtype=tf.int64)
+    indices = np.asarray(indices, dtype=np.int64)
+    parts = (indices,) if targets is None else (indices, targets.astype(np.float32))
+    ds = tf.data.Dataset.from_tensor_slices(parts)
+    if shuffle:
+        ds = ds.shuffle(len(indices), seed=seed, reshuffle_each_iteration=True)
+    ds = ds.batch(batch_size)
+    if targets is None:
+        ds = ds.map(lambda i: tf.gather(series, i[:, None] + offsets))
+    else:
+        ds = ds.map(lambda i, y: (tf.gather(series, i[:, None] + offsets), y))
+    return ds.prefetch(tf.data.AUTOTUNE)
+
+
+def compile_model(model: keras.Model, params: RunParams, class_weights=None) -> keras.Model:
+    """AdamW with the guide's settings; MSE + MAE for regression, weighted BCE for direction."""
+    optimizer = keras.optimizers.AdamW(learning_rate=params.resolved_learning_rate,
+                                       weight_decay=params.weight_decay, beta_1=0.9, beta_2=0.999,
+                                       epsilon=1e-7, clipnorm=params.resolved_clipnorm)
+    if params.task == "direction":
+        loss = WeightedBinaryCrossentropy(*class_weights)
+        metrics = [keras.metrics.BinaryAccuracy(name="accuracy"), keras.metrics.AUC(name="auc")]
+    else:
+        loss, metrics = "mse", ["mae"]
+    model.compile(optimizer=optimizer, loss=loss, metrics=metrics)
+    return model
+
+
+def warm_start_highway(model: keras.Model, arrays: dict, train_indices: np.ndarray) -> None:
+    """Start the linear highway at the shared ridge solution fitted on the training windows.
+
+    Gradient descent on 60+ strongly collinear inputs converges slowly; the closed-form
+    ridge start lets training spend its epochs on what the recurrent body adds.
+    """
+    ridge = SharedRidge(int(arrays["seq_len"]), int(arrays["horizon"]))
+    ridge.fit(arrays["features"], arrays["target"], train_indices)
+    coef, intercept = ridge.model.coef_, ridge.model.intercept_
+    model.get_layer("highway_linear").set_weights(
+        [coef.reshape(-1, 1).astype(np.float32), np.array([intercept], dtype=np.float32)])
+
+
+class EpochTimer(keras.callbacks.Callback):
+    """Records the wall time of every epoch."""
+
+    def on_train_begin(self, logs=None):
+        self.seconds: list[float] = []
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._start = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.seconds.append(time.perf_counter() - self._start)
+
+
+def make_callbacks(params: RunParams, work_dir: Path, timer: EpochTimer) -> list:
+    """The guide's three callbacks plus TensorBoard, CSVLogger, TerminateOnNaN and a timer."""
+    return [
+        keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=params.lr_factor,
+                                          patience=params.lr_patience, min_lr=params.min_lr, verbose=1),
+        keras.callbacks.EarlyStopping(monitor="val_loss", patience=params.early_stopping_patience,
+                                      restore_best_weights=True, verbose=1),
+        keras.callbacks.ModelCheckpoint(str(work_dir / "best.keras"), monitor="val_loss",
+                                        save_best_only=True, verbose=0),
+        keras.callbacks.TensorBoard(log_dir=str(work_dir / "logs"), write_graph=False),
+        keras.callbacks.CSVLogger(str(work_dir / "history.csv")),
+        keras.callbacks.TerminateOnNaN(),
+        timer,
+    ]
+
+
+@dataclass
+class TrainResult:
+    model: keras.Model
+    history: pd.DataFrame
+    info: dict
+
+
+def train(arrays: dict, params: RunParams, work_dir: Path, seed: int | None = None,
+          train_indices: np.ndarray | None = None, verbose: int = 2) -> TrainResult:
+    """Build, compile and fit the network of `params` on the training windows.
+
+    Validation is the period after training (never the test period); the returned model
+    holds the weights of the best validation epoch.
+    """
+    seed = params.seed if seed is None else seed
+    set_seed(seed)
+    check_finite(arrays)
+    work_dir = Path(work_dir)
+    work_dir.mkdir(parents=True, exist_ok=True)
+    seq_len = int(arrays["seq_len"])
+    n_days, n_assets, n_features = arrays["features"].shape
+    train_idx = arrays["train_idx"] if train_indices is None else train_indices
+    y_train = training_targets(arrays, train_idx, params)
+    y_val = training_targets(arrays, arrays["val_idx"], params)
+    class_weights = balanced_class_weights(y_train) if params.task == "direction" else None
+
+    model = build_model(seq_len, n_assets, n_features, params, seed)
+    if params.architecture == "highway" and params.task == "regression":
+        warm_start_highway(model, arrays, train_idx)
+    model = compile_model(model, params, class_weights)
+    train_ds = window_dataset(arrays["features"], y_train, train_idx, seq_len, params.batch_size,
+                              shuffle=True, seed=seed)
+    val_ds = window_dataset(arrays["features"], y_val, arrays["val_idx"], seq_len, params.batch_size)
+    timer = EpochTimer()
+    start = time.perf_counter()
+    fit = model.fit(train_ds, validation_data=val_ds, epochs=params.epochs,
+                    callbacks=make_callbacks(params, work_dir, timer), verbose=verbose)
+    fit_seconds = time.perf_counter() - start
+
+    history = pd.DataFrame(fit.history)
+    history.index.name = "epoch"
+    best_epoch = int(history["val_loss"].idxmin()) + 1
+    info = {
+        "task": params.task, "architecture": params.architecture, "seed": seed,
+        "epochs_run": len(history), "best_epoch": best_epoch,
+        "best_val_loss": float(history["val_loss"].min()),
+        "epoch_seconds": timer.seconds, "fit_seconds": fit_seconds,
+        "n_params": int(model.count_params()),
+        "class_weights": None if class_weights is None else
+        {"up": class_weights[0].tolist(), "down": class_weights[1].tolist()},
+    }
+    return TrainResult(model, history, info)
+
+
+def predict(model: keras.Model, arrays: dict, indices: np.ndarray, batch_size: int = 256) -> np.ndarray:
+    """The model's outputs for the given sample indices, shape (len(indices), n_assets)."""
+    ds = window_dataset(arrays["features"], None, indices, int(arrays["seq_len"]), batch_size)
+    return model.predict(ds, verbose=0)
+
+
+def save_training(run_dir: Path, result: TrainResult, work_dir: Path) -> None:
+    """Write model.keras, history.csv and train.json atomically, then drop the work folder's copies."""
+    run_dir = Path(run_dir)
+    with atomic_path(run_dir / "model.keras") as tmp:
+        result.model.save(tmp)
+    with atomic_path(run_dir / "history.csv") as tmp:
+        result.history.to_csv(tmp)
+    write_json(run_dir / "train.json", result.info)
+    for name in ("best.keras", "history.csv"):
+        (Path(work_dir) / name).unlink(missing_ok=True)
+    logs = Path(work_dir) / "logs"
+    if logs.exists() and Path(work_dir) != run_dir:
+        shutil.rmtree(run_dir / "logs", ignore_errors=True)
+        os.replace(logs, run_dir / "logs")

@@ -1,0 +1,69 @@
+"""Sliding windows over the daily series, and the chronological split of the windows.
+
+A sample `i` reads the feature rows `i - seq_len .. i - 1` and predicts the target row
+`i + horizon - 1`, exactly as the guide's `create_sequences` loop (`X = data[i-60:i]`,
+`y = data[i]`) does for horizon 1. Windows are NumPy views or built batch by batch
+inside tf.data, never 60 copies of the data held at once.
+"""
+
+import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
+
+from roicast.errors import DataError
+
+
+def sample_indices(n_rows: int, seq_len: int, horizon: int = 1) -> np.ndarray:
+    """Every sample index whose window and target lie inside `n_rows` rows."""
+    return np.arange(seq_len, n_rows - horizon + 1)
+
+
+def split_indices(samples: np.ndarray, test_fraction: float, val_fraction: float,
+                  gap: int) -> dict[str, np.ndarray]:
+    """Chronological train / val / test split with `gap` samples dropped between periods.
+
+    The test period is the last `test_fraction` of the samples; validation the last
+    `val_fraction` of what remains (the guide's `validation_split`); the gap keeps a
+    smoothed target from sharing days with the next period's targets.
+    """
+    n = len(samples)
+    n_test = int(round(n * test_fraction))
+    n_rest = n - n_test - gap
+    n_val = int(round(n_rest * val_fraction))
+    n_train = n_rest - n_val - gap
+    if min(n_train, n_val, n_test) < 1:
+        raise DataError(
+            f"Too little history: {n} windows cannot make train, validation and test periods "
+            f"with a gap of {gap}. Use more dates (start earlier), a shorter seq_len, or "
+            f"smaller fractions.")
+    train = samples[:n_train]
+    val = samples[n_train + gap:n_train + gap + n_val]
+    test = samples[n - n_test:]
+    return {"train": train, "val": val, "test": test}
+
+
+def rows_needed(seq_len: int, horizon: int, gap: int, smooth_window: int) -> int:
+    """Fewest price rows that still give one sample in each period (for error messages)."""
+    return 1 + (smooth_window - 1) + seq_len + horizon - 1 + 3 + 2 * gap
+
+
+def window_view(features: np.ndarray, seq_len: int) -> np.ndarray:
+    """All windows as a read-only view: `view[s]` holds rows `s .. s + seq_len - 1`."""
+    view = sliding_window_view(features, seq_len, axis=0)
+    return np.moveaxis(view, -1, 1)
+
+
+def make_windows(features: np.ndarray, indices: np.ndarray, seq_len: int) -> np.ndarray:
+    """Windows ending before each sample index: shape (len(indices), seq_len, *features.shape[1:]).
+
+    A contiguous run of indices is returned as a view (no copy).
+    """
+    view = window_view(features, seq_len)
+    starts = np.asarray(indices) - seq_len
+    if len(starts) and np.array_equal(starts, np.arange(starts[0], starts[0] + len(starts))):
+        return view[starts[0]:starts[0] + len(starts)]
+    return view[starts]
+
+
+def targets_for(target: np.ndarray, indices: np.ndarray, horizon: int = 1) -> np.ndarray:
+    """The target row of each sample index."""
+    return target[np.asarray(indices) + horizon - 1]
