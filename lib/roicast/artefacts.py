@@ -109,3 +109,12 @@ def write_npz(path: Path, **arrays: np.ndarray) -> Path:
 def read_npz(path: Path) -> dict[str, np.ndarray]:
     with np.load(require(path), allow_pickle=False) as data:
         return {key: data[key] for key in data.files}
+
+
+def update_json(path: Path, **parts: Any) -> dict:
+    """Merge top-level keys into a JSON file (created if missing) and write it atomically."""
+    path = Path(path)
+    data = json.loads(path.read_text()) if path.exists() else {}
+    data.update(_jsonable(parts))
+    write_json(path, data)
+    return data

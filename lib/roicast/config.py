@@ -92,12 +92,6 @@ class RunParams(BaseModel):
     min_lr: float = Field(1e-6, gt=0, description="Lowest learning rate ReduceLROnPlateau may set.")
     early_stopping_patience: int = Field(10, ge=1, description="Epochs without improvement before stopping.")
 
-    # 04_evaluate
-    walk_forward_folds: int = Field(0, ge=0, le=20,
-                                    description="Walk-forward folds with retraining; 0 turns it off.")
-    horizon_steps: int = Field(1, ge=1, le=30,
-                               description="Steps of the multi-step forecast comparison; 1 turns it off.")
-
     # 05_ensemble
     n_members: int = Field(5, ge=1, le=50, description="Models in the ensemble, each with its own seed.")
     bootstrap: bool = Field(False, description="Train each member on a bootstrap resample of the windows.")
@@ -184,9 +178,9 @@ def parse_value(text: str) -> Any:
         return text
 
 
-def load_params(params_file: Path | None = None, overrides: list[tuple[str, str]] | None = None,
-                **fixed: Any) -> RunParams:
-    """Merge a YAML parameter file, `-p NAME VALUE` overrides and fixed values, then validate."""
+def read_values(params_file: Path | None = None,
+                overrides: list[tuple[str, str]] | None = None) -> dict[str, Any]:
+    """Merge a YAML parameter file and `-p NAME VALUE` overrides, without validating yet."""
     values: dict[str, Any] = {}
     if params_file is not None:
         path = Path(params_file)
@@ -201,5 +195,20 @@ def load_params(params_file: Path | None = None, overrides: list[tuple[str, str]
         values.update(loaded)
     for name, text in overrides or []:
         values[name] = parse_value(text)
-    values.update({k: v for k, v in fixed.items() if v is not None})
-    return validate_params(values)
+    return values
+
+
+def load_params(params_file: Path | None = None,
+                overrides: list[tuple[str, str]] | None = None) -> RunParams:
+    """Read a parameter file and overrides, then validate them."""
+    return validate_params(read_values(params_file, overrides))
+
+
+def notebook_params(namespace: dict[str, Any], **saved: Any) -> RunParams:
+    """Validate the parameters a notebook defined (its `parameters` cell) over saved ones.
+
+    `saved` holds values an earlier notebook recorded (e.g. train.json's parameters),
+    which the notebook's own parameters override.
+    """
+    mine = {name: namespace[name] for name in RunParams.model_fields if name in namespace}
+    return validate_params({**saved, **mine})

@@ -8,11 +8,13 @@ after the training period. Rolling means are causal, so they never look ahead.
 """
 
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 from sklearn.preprocessing import MinMaxScaler, StandardScaler
 
+from roicast.artefacts import write_json, write_npz
 from roicast.config import RunParams
 from roicast.errors import DataError, RoicastWarning
 from roicast.windows import rows_needed, sample_indices, split_indices
@@ -179,4 +181,37 @@ def summarise(arrays: dict, params: RunParams, gap: int) -> dict:
         "n_rows": int(arrays["features"].shape[0]),
         "window_shape": [params.seq_len, *arrays["features"].shape[1:]],
         "periods": periods,
+    }
+
+
+def direction_labels(arrays: dict, indices: np.ndarray, direction_of: str) -> np.ndarray:
+    """1 where the next day goes up: the raw return's sign, or the smoothed series' change."""
+    horizon = int(arrays["horizon"])
+    rows = np.asarray(indices) + horizon - 1
+    if direction_of == "return":
+        return (arrays["returns_pct"][rows] > 0).astype(np.float32)
+    return (arrays["target_pct"][rows] > arrays["target_pct"][np.asarray(indices) - 1]).astype(np.float32)
+
+
+def write_outputs(run_dir: Path, arrays: dict, scalers: dict, info: dict) -> None:
+    """Write dataset.npz, scaler.json and preprocess.json into the run folder."""
+    write_npz(Path(run_dir) / "dataset.npz", **arrays)
+    write_json(Path(run_dir) / "scaler.json", scalers)
+    write_json(Path(run_dir) / "preprocess.json", info)
+
+
+def guide_log1p_nan_share(prices: pd.DataFrame) -> float:
+    """Share of daily values the guide's `log1p(percent return)` turns into NaN (every loss < -1 %)."""
+    with np.errstate(invalid="ignore"):
+        guide = np.log1p(prices.pct_change(fill_method=None).iloc[1:] * 100)
+    return float(np.isnan(guide.to_numpy()).mean())
+
+
+def transform_stages(prices: pd.DataFrame, arrays: dict) -> dict[str, np.ndarray]:
+    """The daily values after each step, for the distribution plots."""
+    return {
+        "percent return (guide)": 100 * prices.pct_change(fill_method=None).to_numpy()[1:],
+        "log return %": arrays["raw_pct"],
+        "smoothed log return %": arrays["target_pct"],
+        "scaled target": arrays["target"],
     }

@@ -20,10 +20,11 @@ import tensorflow as tf
 from sklearn.utils.class_weight import compute_class_weight
 
 from roicast.artefacts import atomic_path, write_json
-from roicast.baselines import SharedRidge
+from roicast.baselines import SharedRidge, persistence
 from roicast.config import RunParams
 from roicast.errors import DataError
 from roicast.models import WeightedBinaryCrossentropy, build_model
+from roicast.preprocess import direction_labels
 from roicast.windows import targets_for
 
 
@@ -42,15 +43,6 @@ def check_finite(arrays: dict) -> None:
         if bad.any():
             raise DataError(f"{int(bad.sum())} non-finite values in {name} of dataset.npz. "
                             "Re-run 02_preprocess; if it persists, check the prices for holes.")
-
-
-def direction_labels(arrays: dict, indices: np.ndarray, direction_of: str) -> np.ndarray:
-    """1 where the next day goes up: the raw return's sign, or the smoothed series' change."""
-    horizon = int(arrays["horizon"])
-    rows = np.asarray(indices) + horizon - 1
-    if direction_of == "return":
-        return (arrays["returns_pct"][rows] > 0).astype(np.float32)
-    return (arrays["target_pct"][rows] > arrays["target_pct"][np.asarray(indices) - 1]).astype(np.float32)
 
 
 def balanced_class_weights(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -113,6 +105,13 @@ def warm_start_highway(model: keras.Model, arrays: dict, train_indices: np.ndarr
     coef, intercept = ridge.model.coef_, ridge.model.intercept_
     model.get_layer("highway_linear").set_weights(
         [coef.reshape(-1, 1).astype(np.float32), np.array([intercept], dtype=np.float32)])
+
+
+def validation_persistence_loss(arrays: dict) -> float:
+    """MSE of persistence on the validation windows: the bar the model's val_loss must clear."""
+    val_idx, horizon = arrays["val_idx"], int(arrays["horizon"])
+    error = persistence(arrays["target"], val_idx) - targets_for(arrays["target"], val_idx, horizon)
+    return float(np.mean(error**2))
 
 
 class EpochTimer(keras.callbacks.Callback):
@@ -192,6 +191,9 @@ def train(arrays: dict, params: RunParams, work_dir: Path, seed: int | None = No
         "best_val_loss": float(history["val_loss"].min()),
         "epoch_seconds": timer.seconds, "fit_seconds": fit_seconds,
         "n_params": int(model.count_params()),
+        "val_loss_persistence": validation_persistence_loss(arrays) if params.task == "regression"
+        else None,
+        "params": params.model_dump(),
         "class_weights": None if class_weights is None else
         {"up": class_weights[0].tolist(), "down": class_weights[1].tolist()},
     }

@@ -1,0 +1,39 @@
+# Two commands on a fresh machine: `make run` and `make test`. Both create .venv on first use.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+ARGS ?=
+
+.PHONY: setup run test test-unit test-notebooks nbval lint lab clean-runs
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	@touch $(STAMP)
+
+run: setup  ## the whole chain on the bundled dataset (ARGS="-p epochs 20" to change it)
+	$(BIN)/roicast run $(ARGS)
+
+test: setup  ## every test: unit, notebooks under papermill, nbval
+	$(BIN)/pytest
+
+test-unit: setup
+	$(BIN)/pytest -m "not notebooks and not slow"
+
+test-notebooks: setup
+	$(BIN)/pytest -m "notebooks"
+
+lint: setup
+	$(BIN)/ruff check lib tests benchmarks
+	$(BIN)/nbstripout --verify notebooks/*.ipynb --keep-output || true
+
+lab: setup  ## JupyterLab on the notebooks (installs it on first use)
+	$(BIN)/python -m pip install --quiet -e ".[lab]"
+	$(BIN)/jupyter lab notebooks
+
+clean-runs:
+	rm -rf data/runs reports/*/ reports/index.html

@@ -1,0 +1,5 @@
+import sys
+
+from roicast.cli import main
+
+sys.exit(main())
