@@ -72,11 +72,13 @@ def check_inputs(notebooks: list[str], run_dir: Path) -> None:
     """Fail before starting if a notebook's inputs exist neither on disk nor upstream in this run."""
     produced: set[str] = set()
     for nb in notebooks:
-        for name in NEEDS[nb]:
-            if name not in produced and not (run_dir / name).exists():
-                raise MissingArtefactError(
-                    f"{nb} needs {name} in {run_dir}, which {WRITER[name]} writes. Run "
-                    f"{WRITER[name]} for this run first (or run the chain without --only).")
+        missing = [name for name in NEEDS[nb] if name not in produced and not (run_dir / name).exists()]
+        if missing:
+            files = ", ".join(f"{name} (written by {WRITER[name]})" for name in missing)
+            first = min(WRITER[name] for name in missing)
+            raise MissingArtefactError(
+                f"{nb} needs {files} in {run_dir}. Run {first} and the notebooks after it for "
+                f"this run first, or run the chain without --only.")
         produced.update(name for name, writer in WRITER.items() if writer == nb)
 
 

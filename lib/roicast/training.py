@@ -28,6 +28,10 @@ from roicast.preprocess import direction_labels
 from roicast.windows import targets_for
 
 
+CHECKPOINT = "checkpoint.keras"  # ModelCheckpoint's copy while training; model.keras when done
+EPOCH_LOG = "history.partial.csv"  # CSVLogger's log while training; history.csv when done
+
+
 def set_seed(seed: int) -> None:
     """Seed Python, NumPy and Keras, and make TensorFlow's ops deterministic."""
     random.seed(seed)
@@ -134,10 +138,10 @@ def make_callbacks(params: RunParams, work_dir: Path, timer: EpochTimer) -> list
                                           patience=params.lr_patience, min_lr=params.min_lr, verbose=1),
         keras.callbacks.EarlyStopping(monitor="val_loss", patience=params.early_stopping_patience,
                                       restore_best_weights=True, verbose=1),
-        keras.callbacks.ModelCheckpoint(str(work_dir / "best.keras"), monitor="val_loss",
+        keras.callbacks.ModelCheckpoint(str(work_dir / CHECKPOINT), monitor="val_loss",
                                         save_best_only=True, verbose=0),
         keras.callbacks.TensorBoard(log_dir=str(work_dir / "logs"), write_graph=False),
-        keras.callbacks.CSVLogger(str(work_dir / "history.csv")),
+        keras.callbacks.CSVLogger(str(work_dir / EPOCH_LOG)),
         keras.callbacks.TerminateOnNaN(),
         timer,
     ]
@@ -179,7 +183,8 @@ def train(arrays: dict, params: RunParams, work_dir: Path, seed: int | None = No
     timer = EpochTimer()
     start = time.perf_counter()
     fit = model.fit(train_ds, validation_data=val_ds, epochs=params.epochs,
-                    callbacks=make_callbacks(params, work_dir, timer), verbose=verbose)
+                    callbacks=make_callbacks(params, work_dir, timer), shuffle=False,
+                    verbose=verbose)
     fit_seconds = time.perf_counter() - start
 
     history = pd.DataFrame(fit.history)
@@ -207,14 +212,17 @@ def predict(model: keras.Model, arrays: dict, indices: np.ndarray, batch_size: i
 
 
 def save_training(run_dir: Path, result: TrainResult, work_dir: Path) -> None:
-    """Write model.keras, history.csv and train.json atomically, then drop the work folder's copies."""
+    """Write model.keras, history.csv and train.json atomically, then drop the work files.
+
+    TensorBoard logs move from the work folder into the run folder.
+    """
     run_dir = Path(run_dir)
     with atomic_path(run_dir / "model.keras") as tmp:
         result.model.save(tmp)
     with atomic_path(run_dir / "history.csv") as tmp:
         result.history.to_csv(tmp)
     write_json(run_dir / "train.json", result.info)
-    for name in ("best.keras", "history.csv"):
+    for name in (CHECKPOINT, EPOCH_LOG):
         (Path(work_dir) / name).unlink(missing_ok=True)
     logs = Path(work_dir) / "logs"
     if logs.exists() and Path(work_dir) != run_dir:

@@ -1,0 +1,64 @@
+"""The command line stops on bad input before any notebook starts, with a message that helps."""
+
+import pytest
+
+from roicast import paths
+from roicast.cli import main
+from roicast.config import load_params, validate_params
+from roicast.errors import ParameterError
+
+
+def _run(capsys, *argv):
+    code = main(["run", *argv])
+    return code, capsys.readouterr().err
+
+
+def test_a_wrong_type_names_the_parameter_and_what_it_accepts(capsys):
+    code, err = _run(capsys, "-p", "epochs", "ten")
+    assert code == 2
+    assert "parameter 'epochs'" in err and "'ten'" in err and "integer" in err
+    assert not paths.runs_dir().exists()
+
+
+def test_an_unknown_parameter_lists_the_known_ones(capsys):
+    code, err = _run(capsys, "-p", "nonsense", "1")
+    assert code == 2
+    assert "unknown parameter 'nonsense'" in err and "seq_len" in err
+    assert not paths.runs_dir().exists()
+
+
+def test_an_impossible_value_is_refused(capsys):
+    code, err = _run(capsys, "-p", "scaler", "robust")
+    assert code == 2 and "'minmax'" in err and "'standard'" in err
+
+
+def test_only_without_earlier_steps_says_what_is_missing(capsys):
+    code, err = _run(capsys, "--only", "04_evaluate", "--run-id", "fresh")
+    assert code == 2
+    assert "model.keras" in err and "03_train" in err
+
+
+def test_only_rejects_unknown_notebooks(capsys):
+    code, err = _run(capsys, "--only", "06_deploy", "--run-id", "fresh")
+    assert code == 2 and "06_deploy" in err and "01_collect" in err
+
+
+def test_params_file_and_overrides_merge(tmp_path):
+    grid = tmp_path / "params.yaml"
+    grid.write_text("epochs: 3\nseq_len: 30\n")
+    params = load_params(grid, [("epochs", "5"), ("tickers", "AAPL,MSFT")])
+    assert (params.epochs, params.seq_len, params.tickers) == (5, 30, ["AAPL", "MSFT"])
+
+
+def test_a_missing_params_file_is_a_clear_error(tmp_path):
+    with pytest.raises(ParameterError, match="does not exist"):
+        load_params(tmp_path / "nope.yaml")
+
+
+def test_cross_field_rules():
+    with pytest.raises(ParameterError, match="csv_path"):
+        validate_params({"source": "csv"})
+    with pytest.raises(ParameterError, match="before end"):
+        validate_params({"start": "2022-01-01", "end": "2021-01-01"})
+    assert validate_params({"task": "direction"}).resolved_learning_rate == 1e-4
+    assert validate_params({}).resolved_clipnorm is None

@@ -1,0 +1,60 @@
+"""The project's own hygiene: environment files in sync, notebooks clean and consistent."""
+
+import ast
+import tomllib
+
+import nbformat
+import pytest
+import yaml
+
+from roicast import paths
+from roicast.config import RunParams
+
+NOTEBOOKS = [paths.notebook_path(name) for name in paths.NOTEBOOKS]
+
+
+def test_environment_yml_lists_the_same_requirements_as_pyproject():
+    project = tomllib.loads((paths.REPO_ROOT / "pyproject.toml").read_text())["project"]
+    wanted = set(project["dependencies"]) | set(project["optional-dependencies"]["dev"])
+    env = yaml.safe_load((paths.REPO_ROOT / "environment.yml").read_text())
+    pip = next(item["pip"] for item in env["dependencies"] if isinstance(item, dict))
+    assert set(pip) - {"-e ."} == wanted
+    assert "python=3.11" in env["dependencies"]
+
+
+def _parameters_cell(notebook) -> dict:
+    cells = [c for c in notebook.cells if "parameters" in c.metadata.get("tags", [])]
+    assert len(cells) == 1, "exactly one cell tagged 'parameters'"
+    values = {}
+    for node in ast.parse(cells[0].source).body:
+        assert isinstance(node, ast.Assign), "the parameters cell holds assignments only"
+        values[node.targets[0].id] = ast.literal_eval(node.value)
+    return values
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_parameters_cell_holds_literals_with_the_library_defaults(path):
+    declared = _parameters_cell(nbformat.read(path, as_version=4))
+    defaults = RunParams().model_dump()
+    for name, value in declared.items():
+        assert name in defaults, f"{path.stem} declares unknown parameter {name}"
+        assert value == defaults[name], f"{path.stem}: {name}={value!r}, library default {defaults[name]!r}"
+
+
+def test_every_parameter_is_declared_by_some_notebook():
+    declared = set()
+    for path in NOTEBOOKS:
+        declared |= set(_parameters_cell(nbformat.read(path, as_version=4)))
+    assert declared == set(RunParams.model_fields)
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_notebooks_are_committed_without_outputs_except_nbval_cells(path):
+    notebook = nbformat.read(path, as_version=4)
+    for cell in notebook.cells:
+        if cell.cell_type != "code":
+            continue
+        kept = "nbval-check-output" in cell.metadata.get("tags", [])
+        if not kept:
+            assert not cell.outputs, f"{path.stem}: stored output in a cell not kept for nbval"
+            assert cell.execution_count is None
