@@ -13,6 +13,7 @@ from datetime import datetime
 from pathlib import Path
 
 import papermill
+from jupyter_client.manager import AsyncKernelManager
 from papermill.exceptions import PapermillExecutionError
 
 from roicast import paths, reports
@@ -31,6 +32,21 @@ WRITER = {
     "prices.parquet": "01_collect", "dataset.npz": "02_preprocess", "scaler.json": "02_preprocess",
     "model.keras": "03_train", "metrics.json": "04_evaluate",
 }
+
+
+def kernel_manager_logging_to(log_path: Path) -> type[AsyncKernelManager]:
+    """A kernel manager whose kernel writes its stderr (TensorFlow's start-up chatter) to a file.
+
+    With the kernel's fd capture off, C++ log lines land there too instead of in the
+    notebook; the terminal shows only the runner's progress lines.
+    """
+
+    class LoggingKernelManager(AsyncKernelManager):
+        async def _async_launch_kernel(self, kernel_cmd: list[str], **kw) -> None:
+            with open(log_path, "ab") as stderr:
+                await super()._async_launch_kernel(kernel_cmd, **{**kw, "stderr": stderr})
+
+    return LoggingKernelManager
 
 
 @dataclass
@@ -128,7 +144,10 @@ def run_chain(params: RunParams, only: Sequence[str] | None = None, with_code: b
         try:
             papermill.execute_notebook(str(paths.notebook_path(nb)), str(executed), parameters=wanted,
                                        kernel_name="python3", progress_bar=False,
-                                       cwd=str(paths.NOTEBOOKS_DIR))
+                                       cwd=str(paths.NOTEBOOKS_DIR),
+                                       kernel_manager_class=kernel_manager_logging_to(
+                                           report_dir / f"{nb}.kernel.log"),
+                                       extra_arguments=["--IPKernelApp.capture_fd_output=False"])
         except PapermillExecutionError as exc:
             result.timings_s[nb] = round(time.perf_counter() - start, 2)
             result.status, result.error = "failed", _failure_message(nb, exc)

@@ -1,0 +1,205 @@
+"""Every figure of the notebooks and reports, one function each, returning the Figure.
+
+Functions take the library's own tables (price frames, predictions_frame, metrics tables)
+so a notebook cell is one call; nothing here computes a number that is not on screen.
+"""
+
+import numpy as np
+import pandas as pd
+import seaborn as sns
+from matplotlib import pyplot as plt
+from matplotlib.figure import Figure
+
+PREDICTOR_COLOURS = {"hybrid": "C0", "ensemble": "C0", "ridge": "C1", "persistence": "C2",
+                     "window_mean": "C3", "train_mean": "C4", "ceiling": "C7"}
+
+
+def _grid(n: int, columns: int = 4, size: tuple[float, float] = (3.6, 2.4)):
+    rows = int(np.ceil(n / columns))
+    columns = min(columns, n)
+    fig, axes = plt.subplots(rows, columns, figsize=(size[0] * columns, size[1] * rows),
+                             sharex=True, squeeze=False, layout="constrained")
+    for ax in axes.flat[n:]:
+        ax.set_visible(False)
+    return fig, axes.flat
+
+
+def plot_normalised_prices(prices: pd.DataFrame) -> Figure:
+    """Each asset's price divided by its first price: growth paths on one log axis."""
+    first = prices.apply(lambda column: column.dropna().iloc[0] if column.notna().any() else np.nan)
+    fig, ax = plt.subplots(figsize=(11, 4.5), layout="constrained")
+    (prices / first).plot(ax=ax, logy=True, linewidth=0.9, legend=False)
+    ax.set(title="Prices relative to each asset's first price (log scale)", xlabel="", ylabel="× first price")
+    ax.legend(ncols=min(len(prices.columns), 10), fontsize=7, loc="upper left")
+    return fig
+
+
+def plot_missing_heatmap(missing: pd.DataFrame) -> Figure:
+    """Where prices were not observed before forward filling, per asset and date."""
+    fig, ax = plt.subplots(figsize=(11, 0.25 * len(missing.columns) + 1.5), layout="constrained")
+    share = missing.mean()
+    labels = [f"{asset} ({share[asset]:.1%})" for asset in missing.columns]
+    ax.imshow(missing.T.to_numpy(dtype=float), aspect="auto", cmap="Greys", interpolation="nearest",
+              vmin=0, vmax=1)
+    ax.set_yticks(range(len(labels)), labels, fontsize=7)
+    ticks = np.linspace(0, len(missing) - 1, 6).astype(int)
+    ax.set_xticks(ticks, [missing.index[i].strftime("%Y-%m-%d") for i in ticks])
+    ax.set_title("Days without a price (dark), before forward filling")
+    return fig
+
+
+def plot_return_distributions(stages: dict[str, np.ndarray]) -> Figure:
+    """Histogram of all assets' daily values after each preprocessing step."""
+    fig, axes = plt.subplots(1, len(stages), figsize=(3.6 * len(stages), 3), layout="constrained")
+    for ax, (name, values) in zip(np.atleast_1d(axes), stages.items(), strict=True):
+        flat = np.asarray(values, float).ravel()
+        finite = flat[np.isfinite(flat)]
+        low, high = np.quantile(finite, [0.005, 0.995])
+        ax.hist(np.clip(finite, low, high), bins=80, color="C0")
+        ax.set(title=name, yticks=[])
+        ax.text(0.02, 0.95, f"sd {finite.std():.3g}\nNaN {np.mean(~np.isfinite(flat)):.1%}",
+                transform=ax.transAxes, va="top", fontsize=8)
+    return fig
+
+
+def plot_correlation_heatmap(returns: pd.DataFrame) -> Figure:
+    """Correlation of the assets' daily returns, clustered so related assets sit together."""
+    grid = sns.clustermap(returns.corr(), cmap="vlag", center=0, vmin=-1, vmax=1,
+                          figsize=(7, 7), annot=len(returns.columns) <= 12, fmt=".1f",
+                          cbar_pos=(0.02, 0.82, 0.03, 0.15))
+    grid.figure.suptitle("Correlation of daily log returns", y=1.01)
+    return grid.figure
+
+
+def plot_periods(dates: np.ndarray, periods: dict[str, np.ndarray], series: np.ndarray) -> Figure:
+    """The cross-asset mean of the target over time, shaded by train / validation / test."""
+    fig, ax = plt.subplots(figsize=(11, 3), layout="constrained")
+    when = pd.to_datetime(dates)
+    ax.plot(when, series, color="0.3", linewidth=0.7)
+    for (name, indices), colour in zip(periods.items(), ("C0", "C1", "C3"), strict=False):
+        ax.axvspan(when[indices[0]], when[indices[-1]], color=colour, alpha=0.15,
+                   label=f"{name}: {len(indices)} windows")
+    ax.set(title="Mean scaled target across assets, and the three periods", ylabel="scaled target")
+    ax.legend(loc="upper left", ncols=3)
+    return fig
+
+
+def plot_history(history: pd.DataFrame) -> Figure:
+    """Training and validation loss per epoch, and the learning rate."""
+    fig, (loss_ax, lr_ax) = plt.subplots(1, 2, figsize=(11, 3.2), layout="constrained")
+    epochs = np.arange(1, len(history) + 1)
+    loss_ax.plot(epochs, history["loss"], label="training")
+    loss_ax.plot(epochs, history["val_loss"], label="validation")
+    best = int(np.argmin(history["val_loss"].to_numpy())) + 1
+    loss_ax.axvline(best, color="0.5", linestyle=":", label=f"best epoch {best}")
+    loss_ax.set(title="Loss", xlabel="epoch", yscale="log")
+    loss_ax.legend()
+    rate = "learning_rate" if "learning_rate" in history else "lr"
+    if rate in history:
+        lr_ax.step(epochs, history[rate], where="post")
+    lr_ax.set(title="Learning rate", xlabel="epoch", yscale="log")
+    return fig
+
+
+def plot_forecast_grid(frame: pd.DataFrame, predictors: list[str], column_suffix: str = "_roi_pct") -> Figure:
+    """Actual and forecast ROI over the test period, one panel per asset."""
+    assets = frame["asset"].unique()
+    fig, axes = _grid(len(assets))
+    for ax, asset in zip(axes, assets, strict=False):
+        rows = frame[frame["asset"] == asset]
+        ax.plot(rows["date"], rows[f"actual{column_suffix}"], color="black", linewidth=1, label="actual")
+        for name in predictors:
+            ax.plot(rows["date"], rows[f"{name}{column_suffix}"], linewidth=0.8,
+                    color=PREDICTOR_COLOURS.get(name), label=name)
+        ax.set_title(asset, fontsize=9)
+        ax.tick_params(labelsize=7)
+    axes[0].legend(fontsize=7)
+    fig.suptitle("Smoothed daily ROI (%) over the test period: actual and forecasts")
+    return fig
+
+
+def plot_error_heatmap(per_asset: pd.DataFrame, metric: str = "mae") -> Figure:
+    """One cell per asset and predictor: where forecasts go wrong."""
+    table = per_asset.pivot(index="asset", columns="predictor", values=metric)
+    table = table[table.mean().sort_values().index]
+    fig, ax = plt.subplots(figsize=(1.1 * len(table.columns) + 2, 0.3 * len(table) + 1.5),
+                           layout="constrained")
+    sns.heatmap(table, annot=True, fmt=".3f", cmap="rocket_r", ax=ax, annot_kws={"fontsize": 7})
+    ax.set(title=f"{metric.upper()} per asset and predictor", xlabel="", ylabel="")
+    return fig
+
+
+def plot_residuals(frame: pd.DataFrame, predictors: list[str], column_suffix: str = "_roi_pct") -> Figure:
+    """Distribution of forecast errors (forecast - actual) of each predictor."""
+    errors = pd.DataFrame({name: frame[f"{name}{column_suffix}"] - frame[f"actual{column_suffix}"]
+                           for name in predictors}).melt(var_name="predictor", value_name="error")
+    fig, ax = plt.subplots(figsize=(8, 3.5), layout="constrained")
+    sns.histplot(errors, x="error", hue="predictor", element="step", fill=False, bins=80,
+                 stat="density", common_norm=False, ax=ax,
+                 palette={name: PREDICTOR_COLOURS.get(name, "C5") for name in predictors})
+    ax.set(title="Forecast errors over the test period (ROI %)", xlabel="forecast - actual (%)")
+    return fig
+
+
+def plot_attention(weights: np.ndarray) -> Figure:
+    """Attention each window position receives, averaged over heads, queries and test windows."""
+    fig, ax = plt.subplots(figsize=(9, 2.8), layout="constrained")
+    lags = np.arange(-len(weights) + 1, 1)
+    ax.bar(lags, weights, color="C0")
+    ax.axhline(1 / len(weights), color="0.4", linestyle=":", label="uniform")
+    ax.set(title="Mean attention weight by position in the window", xlabel="day relative to the last day",
+           ylabel="weight")
+    ax.legend()
+    return fig
+
+
+def plot_skill(table: pd.DataFrame, metric: str = "skill_vs_persistence") -> Figure:
+    """Every predictor's skill against persistence; positive beats repeating yesterday."""
+    values = table[metric].sort_values()
+    fig, ax = plt.subplots(figsize=(7, 0.4 * len(values) + 1), layout="constrained")
+    ax.barh(values.index, values, color=[PREDICTOR_COLOURS.get(name, "C5") for name in values.index])
+    ax.axvline(0, color="black", linewidth=0.8)
+    ax.set(title="MSE skill against persistence (test period)", xlabel="1 - MSE / MSE(persistence)")
+    return fig
+
+
+def plot_members(table: pd.DataFrame, metric: str = "r2") -> Figure:
+    """The ensemble beside each member and each baseline, on one metric."""
+    values = table[metric].sort_values()
+    colours = ["C0" if name.startswith("ensemble") else "C9" if name.startswith("member_")
+               else PREDICTOR_COLOURS.get(name, "C5") for name in values.index]
+    fig, ax = plt.subplots(figsize=(7, 0.35 * len(values) + 1), layout="constrained")
+    ax.barh(values.index, values, color=colours)
+    members = values[values.index.str.startswith("member_")]
+    if len(members):
+        ax.axvline(members.mean(), color="C9", linestyle=":", label="mean of members")
+        ax.legend(loc="lower right")
+    ax.set(title=f"{metric} on the test period", xlabel=metric)
+    return fig
+
+
+def plot_equity(cumulative: pd.DataFrame) -> Figure:
+    """Growth of one unit invested in each strategy over the test period."""
+    fig, ax = plt.subplots(figsize=(9, 3.2), layout="constrained")
+    (1 + cumulative).plot(ax=ax)
+    ax.axhline(1, color="0.5", linewidth=0.7)
+    ax.set(title="Value of 1 invested, after costs", xlabel="", ylabel="value")
+    return fig
+
+
+def plot_sweep(rows: list[dict], swept: list[str], metric_label: str = "R² (scaled, test)") -> Figure:
+    """The headline metric of each run against each swept parameter, baselines alongside."""
+    fig, axes = plt.subplots(1, max(len(swept), 1), figsize=(4.5 * max(len(swept), 1), 3.2),
+                             squeeze=False, layout="constrained")
+    frame = pd.DataFrame([{**{k: str(v) for k, v in row["params"].items()},
+                           **{p: row[p] for p in ("hybrid", "ridge", "persistence")}}
+                          for row in rows if row["status"] == "succeeded"])
+    for ax, name in zip(axes.flat, swept, strict=False):
+        if not frame.empty:
+            for predictor in ("hybrid", "ridge", "persistence"):
+                means = frame.groupby(name, sort=False)[predictor].mean()
+                ax.plot(means.index, means.to_numpy(), marker="o", label=predictor,
+                        color=PREDICTOR_COLOURS[predictor])
+        ax.set(title=name, xlabel=name, ylabel=metric_label)
+    axes.flat[0].legend()
+    return fig
