@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 ARGS ?=
 
-.PHONY: setup run test test-unit test-notebooks nbval lint lab clean-runs
+.PHONY: setup run test test-unit test-notebooks nbval-refresh lint lab clean-runs
 
 setup: $(STAMP)
 
@@ -28,8 +28,10 @@ test-notebooks: setup
 	$(BIN)/pytest -m "notebooks"
 
 lint: setup
-	$(BIN)/ruff check lib tests benchmarks
-	$(BIN)/nbstripout --verify notebooks/*.ipynb --keep-output || true
+	$(BIN)/ruff check lib tests benchmarks scripts
+
+nbval-refresh: setup  ## store new outputs in the cells nbval checks (after changing what they print)
+	$(BIN)/python scripts/refresh_nbval_outputs.py
 
 lab: setup  ## JupyterLab on the notebooks (installs it on first use)
 	$(BIN)/python -m pip install --quiet -e ".[lab]"

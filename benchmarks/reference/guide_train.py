@@ -7,10 +7,12 @@ a scaler fitted on all rows, the Python loop for sequences, `validation_split` â
 guide's, leaks included, because this file is the yardstick, not a model to use.
 
 Usage: python guide_train.py PRICES.csv OUT.json [--epochs N]
+(The timer callback and the result file are measurement, not part of the guide.)
 """
 
 import argparse
 import json
+import resource
 import time
 
 import numpy as np
@@ -118,6 +120,7 @@ def main():
         "epochs_run": len(history.history["val_loss"]),
         "test_r2_scaled": float(np.mean(1 - ss_res / ss_tot)),
         "n_train": int(len(X_train)), "n_assets": int(X.shape[2]),
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
     }
     with open(args.out, "w") as handle:
         json.dump(result, handle, indent=2)

@@ -135,11 +135,15 @@ def run_chain(params: RunParams, only: Sequence[str] | None = None, with_code: b
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     values = params.model_dump()
     result = RunResult(params.run_id, "running")
+    if only and (run_dir / "metrics.json").exists():
+        earlier = read_json(run_dir / "metrics.json").get("timings_s") or {}
+        result.timings_s.update({nb: s for nb, s in earlier.items() if nb not in notebooks})
     reports.record_status(params, result.status, result.timings_s)
     log(f"run {params.run_id}: {', '.join(notebooks)}")
     for nb in notebooks:
         executed = report_dir / f"{nb}.ipynb"
         wanted = {k: values[k] for k in declared_parameters(nb)}
+        (report_dir / f"{nb}.kernel.log").unlink(missing_ok=True)
         start = time.perf_counter()
         try:
             papermill.execute_notebook(str(paths.notebook_path(nb)), str(executed), parameters=wanted,
@@ -149,9 +153,8 @@ def run_chain(params: RunParams, only: Sequence[str] | None = None, with_code: b
                                            report_dir / f"{nb}.kernel.log"),
                                        extra_arguments=["--IPKernelApp.capture_fd_output=False"])
         except PapermillExecutionError as exc:
-            result.timings_s[nb] = round(time.perf_counter() - start, 2)
             result.status, result.error = "failed", _failure_message(nb, exc)
-        result.timings_s.setdefault(nb, round(time.perf_counter() - start, 2))
+        result.timings_s[nb] = round(time.perf_counter() - start, 2)
         reports.render_notebook(executed, with_code)
         log(f"  {nb:<14} {result.timings_s[nb]:7.1f} s  {'FAILED' if result.error else 'ok'}")
         if result.error:

@@ -29,6 +29,8 @@ from roicast.windows import targets_for
 
 
 CHECKPOINT = "checkpoint.keras"  # ModelCheckpoint's copy while training; model.keras when done
+EVAL_BATCH = 256  # validation and prediction batches: the mean loss is the same, the passes fewer
+STEPS_PER_EXECUTION = 16  # batches per call into the graph: less Python between steps
 EPOCH_LOG = "history.partial.csv"  # CSVLogger's log while training; history.csv when done
 
 
@@ -94,7 +96,8 @@ def compile_model(model: keras.Model, params: RunParams, class_weights=None) -> 
         metrics = [keras.metrics.BinaryAccuracy(name="accuracy"), keras.metrics.AUC(name="auc")]
     else:
         loss, metrics = "mse", ["mae"]
-    model.compile(optimizer=optimizer, loss=loss, metrics=metrics)
+    model.compile(optimizer=optimizer, loss=loss, metrics=metrics,
+                  steps_per_execution=STEPS_PER_EXECUTION)
     return model
 
 
@@ -179,7 +182,7 @@ def train(arrays: dict, params: RunParams, work_dir: Path, seed: int | None = No
     model = compile_model(model, params, class_weights)
     train_ds = window_dataset(arrays["features"], y_train, train_idx, seq_len, params.batch_size,
                               shuffle=True, seed=seed)
-    val_ds = window_dataset(arrays["features"], y_val, arrays["val_idx"], seq_len, params.batch_size)
+    val_ds = window_dataset(arrays["features"], y_val, arrays["val_idx"], seq_len, EVAL_BATCH)
     timer = EpochTimer()
     start = time.perf_counter()
     fit = model.fit(train_ds, validation_data=val_ds, epochs=params.epochs,
@@ -205,7 +208,8 @@ def train(arrays: dict, params: RunParams, work_dir: Path, seed: int | None = No
     return TrainResult(model, history, info)
 
 
-def predict(model: keras.Model, arrays: dict, indices: np.ndarray, batch_size: int = 256) -> np.ndarray:
+def predict(model: keras.Model, arrays: dict, indices: np.ndarray,
+            batch_size: int = EVAL_BATCH) -> np.ndarray:
     """The model's outputs for the given sample indices, shape (len(indices), n_assets)."""
     ds = window_dataset(arrays["features"], None, indices, int(arrays["seq_len"]), batch_size)
     return model.predict(ds, verbose=0)

@@ -1,0 +1,132 @@
+"""The notebooks themselves: the whole chain under papermill with tiny settings, and nbval.
+
+Like microsoft/recommenders' notebook tests, each run's recorded metrics are checked
+within tolerances, not just "it ran". Tiny settings keep the chain under a minute.
+"""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from roicast import paths
+from roicast.cli import main
+from roicast.config import validate_params
+from roicast.runner import run_chain
+
+pytestmark = pytest.mark.notebooks
+
+TINY = {
+    "tickers": ["AAPL", "JPM", "KO", "XOM", "MSFT", "PG"], "history_years": 2.0, "seq_len": 20,
+    "lstm_units": [8, 4], "attention_heads": 2, "attention_key_dim": 8, "dense_units": 16,
+    "epochs": 2, "n_members": 2, "seed": 7,
+}
+PREDICTORS = {"hybrid", "ensemble", "persistence", "window_mean", "train_mean", "ridge", "ceiling"}
+
+
+def _metrics(run_id: str) -> dict:
+    return json.loads((paths.run_dir(run_id) / "metrics.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    """One full run of the five notebooks, shared by the checks below."""
+    workdir = tmp_path_factory.mktemp("chain")
+    old = os.environ.get("ROICAST_WORKDIR")
+    os.environ["ROICAST_WORKDIR"] = str(workdir)
+    try:
+        result = run_chain(validate_params({**TINY, "run_id": "tiny"}), log=lambda line: None)
+        yield result, _metrics("tiny"), workdir
+    finally:
+        if old is None:
+            os.environ.pop("ROICAST_WORKDIR", None)
+        else:
+            os.environ["ROICAST_WORKDIR"] = old
+
+
+@pytest.fixture
+def in_tiny_run(tiny_run, monkeypatch):
+    monkeypatch.setenv("ROICAST_WORKDIR", str(tiny_run[2]))
+    return tiny_run
+
+
+def test_chain_records_every_predictor_in_both_spaces(in_tiny_run):
+    result, metrics, _ = in_tiny_run
+    assert result.status == metrics["status"] == "succeeded"
+    assert set(metrics["timings_s"]) == set(paths.NOTEBOOKS)
+    for space in ("scaled", "roi_pct"):
+        assert set(metrics["metrics"][space]) == PREDICTORS
+        for values in metrics["metrics"][space].values():
+            assert {"mae", "rmse", "r2", "direction_acc"} <= set(values)
+    assert metrics["data"]["assets"] == TINY["tickers"]
+    assert metrics["data"]["n_test"] > 50
+    assert [member["seed"] for member in metrics["members"]] == [7, 8]
+
+
+def test_chain_metrics_are_within_tolerance_of_known_values(in_tiny_run):
+    scaled = in_tiny_run[1]["metrics"]["scaled"]
+    roi = in_tiny_run[1]["metrics"]["roi_pct"]
+    assert scaled["persistence"]["r2"] == pytest.approx(0.60, abs=0.1)
+    assert scaled["train_mean"]["r2"] == pytest.approx(0.0, abs=0.1)
+    assert scaled["ridge"]["r2"] == pytest.approx(0.78, abs=0.07)
+    for name in ("hybrid", "ensemble"):
+        assert scaled[name]["r2"] > scaled["persistence"]["r2"]
+        assert roi[name]["mae"] < roi["persistence"]["mae"]
+        assert scaled[name]["r2"] < scaled["ceiling"]["r2"] + 0.02
+    assert roi["hybrid"]["r2"] == pytest.approx(scaled["hybrid"]["r2"], abs=0.02)
+
+
+def test_chain_leaves_reports_and_artefacts(in_tiny_run):
+    run, report = paths.run_dir("tiny"), paths.report_dir("tiny")
+    for name in ("prices.parquet", "collect.json", "dataset.npz", "scaler.json", "preprocess.json",
+                 "model.keras", "history.csv", "train.json", "predictions.parquet",
+                 "metrics_per_asset.csv", "metrics.json", "params.json"):
+        assert (run / name).exists(), name
+    for nb in paths.NOTEBOOKS:
+        assert (report / f"{nb}.html").stat().st_size > 10_000
+    page = (report / "index.html").read_text()
+    assert "succeeded" in page and "01_collect.html" in page
+    assert "tiny/index.html" in (paths.reports_dir() / "index.html").read_text()
+    assert not list(run.glob("*.tmp*"))
+
+
+def test_same_seed_gives_the_same_metrics(in_tiny_run):
+    run_chain(validate_params({**TINY, "run_id": "again"}), log=lambda line: None)
+    first, second = in_tiny_run[1]["metrics"], _metrics("again")["metrics"]
+    for space in first:
+        for name in first[space]:
+            for key, value in first[space][name].items():
+                assert second[space][name][key] == pytest.approx(value, rel=1e-9, abs=1e-12), \
+                    (space, name, key)
+
+
+def test_direction_task_runs_through_evaluate_and_ensemble(in_tiny_run, capsys):
+    code = main(["run", "--only", "03,04,05", "--run-id", "tiny", "-p", "task", "direction"])
+    assert code == 0, capsys.readouterr().err
+    metrics = _metrics("tiny")
+    for name in ("hybrid", "majority"):
+        assert 0.3 < metrics["classification"][name]["accuracy"] < 0.8
+        assert "p_value_vs_majority" in metrics["classification"][name]
+
+
+def test_a_failing_notebook_marks_the_run_failed_and_exits_non_zero(capsys):
+    code = main(["run", "--run-id", "broken", "-p", "tickers", "AAPL,KO", "-p", "history_years",
+                 "0.5", "-p", "seq_len", "200"])
+    err = capsys.readouterr().err
+    assert code != 0
+    assert "02_preprocess" in err and "cell" in err and "rows" in err
+    assert "Traceback" not in err
+    assert _metrics("broken")["status"] == "failed"
+    assert (paths.report_dir("broken") / "02_preprocess.html").exists()
+    assert "failed" in (paths.reports_dir() / "index.html").read_text()
+
+
+def test_nbval_outputs_of_collect_and_preprocess_match(workdir):
+    notebooks = [str(paths.notebook_path(nb)) for nb in ("01_collect", "02_preprocess")]
+    done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                           "--nbval-lax", *notebooks], capture_output=True, text=True,
+                          env={**os.environ, "ROICAST_WORKDIR": str(workdir)},
+                          cwd=paths.NOTEBOOKS_DIR)
+    assert done.returncode == 0, done.stdout[-3000:]
