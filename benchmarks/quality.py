@@ -1,0 +1,75 @@
+"""Every predictor on two periods of the bundled data, with the significance tests.
+
+Runs the whole chain with default parameters on the guide's period (the last 2.5 years,
+2020-06 to 2022-12) and on the financial crisis (2007 to 2009), then tabulates
+metrics.json: R² in both spaces, MAE in ROI %, direction accuracy, and for the hybrid
+model the Diebold–Mariano p-values against persistence and ridge and the information
+coefficient.
+
+Usage: python benchmarks/quality.py [-p NAME VALUE]...
+Writes reports/benchmarks/quality.json and quality.md.
+"""
+
+import argparse
+import json
+import os
+import tempfile
+
+from roicast import paths
+from roicast.config import read_values, validate_params
+from roicast.runner import run_chain
+
+OUT = paths.REPO_ROOT / "reports" / "benchmarks"
+PERIODS = {
+    "2020-06 to 2022-12 (default)": {},
+    "2007 to 2009 (crisis)": {"start": "2007-01-01", "end": "2009-12-31"},
+}
+
+
+def table(metrics: dict) -> list[str]:
+    rows = ["| predictor | R² scaled | R² ROI % | MAE ROI % | direction acc. | skill vs persistence |",
+            "|---|---|---|---|---|---|"]
+    scaled, roi = metrics["metrics"]["scaled"], metrics["metrics"]["roi_pct"]
+    for name in sorted(scaled, key=lambda n: -scaled[n]["r2"]):
+        rows.append(f"| {name} | {scaled[name]['r2']:.3f} | {roi[name]['r2']:.3f} "
+                    f"| {roi[name]['mae']:.3f} | {roi[name]['direction_acc']:.3f} "
+                    f"| {roi[name]['skill_vs_persistence']:.3f} |")
+    tests = metrics.get("significance", {})
+    rows.append("")
+    for name in ("dm_vs_persistence", "dm_vs_ridge"):
+        if name in tests:
+            t = tests[name]
+            rows.append(f"- hybrid {name.replace('_', ' ')}: statistic {t['statistic']:+.2f}, "
+                        f"p = {t['p_value']:.3g} (negative favours the hybrid)")
+    ic = tests.get("information_coefficient", {})
+    for name in ("hybrid", "ridge", "persistence"):
+        if name in ic:
+            rows.append(f"- information coefficient of {name}: mean {ic[name]['mean']:+.3f}, "
+                        f"mean/sd {ic[name]['ir']:+.2f} over {ic[name]['n_days']} days")
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("-p", "--parameter", nargs=2, action="append", default=[])
+    args = parser.parse_args()
+    OUT.mkdir(parents=True, exist_ok=True)
+    results, lines = {}, []
+    with tempfile.TemporaryDirectory() as tmp:
+        os.environ["ROICAST_WORKDIR"] = tmp
+        for k, (label, period) in enumerate(PERIODS.items()):
+            values = {**read_values(overrides=args.parameter), **period, "run_id": f"quality-{k}"}
+            run_chain(validate_params(values))
+            metrics = json.loads((paths.run_dir(f"quality-{k}") / "metrics.json").read_text())
+            results[label] = metrics
+            data = metrics["data"]
+            lines += [f"### {label}", "", f"Test targets {data['n_test']} days to {data['end']}, "
+                      f"{len(data['assets'])} assets; training from {data['start']}.", "",
+                      *table(metrics), ""]
+    (OUT / "quality.json").write_text(json.dumps(results, indent=2, default=str))
+    (OUT / "quality.md").write_text("\n".join(lines))
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
