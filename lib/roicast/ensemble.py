@@ -76,6 +76,20 @@ def spread_interval(members: list[Member], level: float) -> tuple[np.ndarray, np
     return np.quantile(stacked, tail, axis=0), np.quantile(stacked, 1 - tail, axis=0)
 
 
+def calibrated_interval(members: list[Member], val_actual: np.ndarray,
+                        level: float) -> tuple[np.ndarray, np.ndarray]:
+    """The equal-weight ensemble ± the `level` quantile of its absolute validation errors.
+
+    Split conformal prediction per asset: calibrated on the validation period only, so
+    its test coverage is an honest check, unlike the members' spread, which measures
+    only how much the members disagree.
+    """
+    errors = np.abs(np.asarray(val_actual) - combine(members, "val")["equal"])
+    half_width = np.quantile(errors, level, axis=0)
+    centre = combine(members)["equal"]
+    return centre - half_width, centre + half_width
+
+
 def coverage(actual: np.ndarray, lower: np.ndarray, upper: np.ndarray) -> float:
     """Share of test values inside the interval."""
     return float(np.mean((actual >= lower) & (actual <= upper)))
