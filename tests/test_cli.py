@@ -62,3 +62,19 @@ def test_cross_field_rules():
         validate_params({"start": "2022-01-01", "end": "2021-01-01"})
     assert validate_params({"task": "direction"}).resolved_learning_rate == 1e-4
     assert validate_params({}).resolved_clipnorm is None
+
+
+def test_a_kernel_that_dies_marks_the_run_failed(capsys, monkeypatch):
+    import json
+
+    import papermill
+
+    def dead_kernel(*args, **kwargs):
+        raise RuntimeError("Kernel died before replying to kernel_info")
+
+    monkeypatch.setattr(papermill, "execute_notebook", dead_kernel)
+    code, err = _run(capsys, "--run-id", "dead")
+    assert code == 2
+    assert "01_collect failed: RuntimeError: Kernel died" in err
+    metrics = json.loads((paths.run_dir("dead") / "metrics.json").read_text())
+    assert metrics["status"] == "failed" and "Kernel died" in metrics["error"]

@@ -83,7 +83,7 @@ def test_an_all_nan_asset_is_dropped_with_a_warning():
 
 def test_too_few_rows_says_how_many_are_needed_and_how_many_there_are():
     prices = random_walk_prices(50, 3)
-    with pytest.raises(DataError, match=r"49 days of returns.*at least \d+"):
+    with pytest.raises(DataError, match=r"49 rows \(trading days\) of returns.*at least \d+"):
         build_dataset(prices, RunParams(seq_len=60))
 
 

@@ -117,9 +117,10 @@ def build_dataset(prices: pd.DataFrame, params: RunParams) -> tuple[dict, dict, 
     needed = rows_needed(params.seq_len, params.horizon, gap, params.smooth_window)
     if len(returns) < needed:
         raise DataError(
-            f"Too little history: {len(returns)} days of returns, but seq_len={params.seq_len}, "
-            f"horizon={params.horizon} and smooth_window={params.smooth_window} need at least "
-            f"{needed} (and far more to learn anything). Use more dates or a shorter seq_len.")
+            f"Too little history: {len(returns)} rows (trading days) of returns, but "
+            f"seq_len={params.seq_len}, horizon={params.horizon} and "
+            f"smooth_window={params.smooth_window} need at least {needed} (and far more to "
+            "learn anything). Use more dates or a shorter seq_len.")
     n_rows = len(returns) - (params.smooth_window - 1)
     samples = sample_indices(n_rows, params.seq_len, params.horizon)
     split = split_indices(samples, params.test_fraction, params.val_fraction, gap)

@@ -154,8 +154,14 @@ def run_chain(params: RunParams, only: Sequence[str] | None = None, with_code: b
                                        extra_arguments=["--IPKernelApp.capture_fd_output=False"])
         except PapermillExecutionError as exc:
             result.status, result.error = "failed", _failure_message(nb, exc)
+        except KeyboardInterrupt:
+            reports.record_status(params, "failed", result.timings_s, error=f"{nb} interrupted")
+            raise
+        except Exception as exc:  # the kernel died or could not start: still a failed run
+            result.status, result.error = "failed", f"{nb} failed: {type(exc).__name__}: {exc}"
         result.timings_s[nb] = round(time.perf_counter() - start, 2)
-        reports.render_notebook(executed, with_code)
+        if executed.exists():
+            reports.render_notebook(executed, with_code)
         log(f"  {nb:<14} {result.timings_s[nb]:7.1f} s  {'FAILED' if result.error else 'ok'}")
         if result.error:
             break
@@ -164,6 +170,8 @@ def run_chain(params: RunParams, only: Sequence[str] | None = None, with_code: b
     result.report_index = reports.record_status(params, result.status, result.timings_s,
                                                 error=result.error)
     if result.error:
-        raise NotebookError(f"{result.error}\nFull traceback: {report_dir / (nb + '.html')}")
+        html = report_dir / f"{nb}.html"
+        where = f"Full traceback: {html}" if html.exists() else f"Kernel log: {report_dir / nb}.kernel.log"
+        raise NotebookError(f"{result.error}\n{where}")
     return result
 
