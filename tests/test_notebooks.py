@@ -6,9 +6,11 @@ within tolerances, not just "it ran". Tiny settings keep the chain under a minut
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 
+import pandas as pd
 import pytest
 
 from roicast import paths
@@ -100,6 +102,24 @@ def test_same_seed_gives_the_same_metrics(in_tiny_run):
             for key, value in first[space][name].items():
                 assert second[space][name][key] == pytest.approx(value, rel=1e-9, abs=1e-12), \
                     (space, name, key)
+
+
+def test_walk_forward_and_multi_step_are_recorded_by_evaluate(in_tiny_run, capsys):
+    shutil.copytree(paths.run_dir("tiny"), paths.run_dir("tiny-wf"))
+    code = main(["run", "--only", "04", "--run-id", "tiny-wf", "-p", "walk_forward_folds", "2",
+                 "-p", "horizon_steps", "3"])
+    assert code == 0, capsys.readouterr().err
+    metrics = _metrics("tiny-wf")
+    folds = pd.DataFrame(metrics["walk_forward"]["folds"])
+    last_ridge = folds.query("fold == 2 and space == 'scaled' and predictor == 'ridge' and metric == 'r2'")
+    assert last_ridge["value"].item() == pytest.approx(metrics["metrics"]["scaled"]["ridge"]["r2"])
+    assert metrics["walk_forward"]["summary"]["scaled"]["hybrid"]["r2"]["std"] >= 0
+    errors = pd.DataFrame(metrics["multi_step"]).query("space == 'scaled'")
+    assert set(errors["predictor"]) == {"recursive", "direct", "persistence", "train_mean", "ridge"}
+    first = errors[errors["horizon"] == 1].set_index("predictor")["rmse"]
+    assert first["recursive"] == pytest.approx(first["direct"], rel=1e-6)
+    persistence = errors[errors["predictor"] == "persistence"].sort_values("horizon")["rmse"]
+    assert persistence.is_monotonic_increasing
 
 
 def test_direction_task_runs_through_evaluate_and_ensemble(in_tiny_run, capsys):

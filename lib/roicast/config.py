@@ -92,6 +92,14 @@ class RunParams(BaseModel):
     min_lr: float = Field(1e-6, gt=0, description="Lowest learning rate ReduceLROnPlateau may set.")
     early_stopping_patience: int = Field(10, ge=1, description="Epochs without improvement before stopping.")
 
+    # 04_evaluate
+    walk_forward_folds: int = Field(
+        0, ge=0, le=20, description="Walk-forward folds, each retraining on an expanding window "
+        "and testing on the next block; 0 turns it off.")
+    horizon_steps: int = Field(
+        1, ge=1, le=20, description="Days ahead for the multi-step comparison (recursive vs one "
+        "network per horizon); 1 turns it off.")
+
     # 05_ensemble
     n_members: int = Field(5, ge=1, le=50, description="Models in the ensemble, each with its own seed.")
     bootstrap: bool = Field(False, description="Train each member on a bootstrap resample of the windows.")
@@ -125,6 +133,9 @@ class RunParams(BaseModel):
             raise ValueError(f"start ({self.start}) must come before end ({self.end})")
         if self.test_fraction + self.val_fraction >= 0.9:
             raise ValueError("test_fraction + val_fraction must stay below 0.9 to leave training data")
+        if self.walk_forward_folds == 1:
+            raise ValueError("walk_forward_folds must be 0 (off) or at least 2; one fold is the "
+                             "chain's own split")
         if any(units < 1 for units in self.lstm_units):
             raise ValueError("lstm_units must be two positive integers, e.g. [64, 32]")
         return self
@@ -204,11 +215,14 @@ def load_params(params_file: Path | None = None,
     return validate_params(read_values(params_file, overrides))
 
 
-def notebook_params(namespace: dict[str, Any], **saved: Any) -> RunParams:
+def notebook_params(namespace: dict[str, Any], *saved: dict[str, Any]) -> RunParams:
     """Validate the parameters a notebook defined (its `parameters` cell) over saved ones.
 
-    `saved` holds values an earlier notebook recorded (e.g. train.json's parameters),
-    which the notebook's own parameters override.
+    `saved` are the parameters earlier notebooks recorded (preprocess.json's, train.json's),
+    later ones overriding earlier ones; the notebook's own parameters override them all.
     """
+    merged: dict[str, Any] = {}
+    for values in saved:
+        merged.update(values)
     mine = {name: namespace[name] for name in RunParams.model_fields if name in namespace}
-    return validate_params({**saved, **mine})
+    return validate_params({**merged, **mine})

@@ -203,3 +203,25 @@ def plot_sweep(rows: list[dict], swept: list[str], metric_label: str = "R² (sca
         ax.set(title=name, xlabel=name, ylabel=metric_label)
     axes.flat[0].legend()
     return fig
+
+
+def plot_walk_forward(folds: pd.DataFrame, space: str = "scaled", metric: str = "r2") -> Figure:
+    """`metric` of each predictor in each walk-forward fold: how much it moves between periods."""
+    chosen = folds[(folds["space"] == space) & (folds["metric"] == metric)]
+    chosen = chosen.assign(period=chosen["test_start"] + " to " + chosen["test_end"])
+    order = chosen.groupby("predictor")["value"].mean().sort_values(ascending=False).index
+    fig, ax = plt.subplots(figsize=(9, 0.45 * len(order) + 1.2), layout="constrained")
+    sns.barplot(chosen, y="predictor", x="value", hue="period", order=order, ax=ax)
+    ax.set(title=f"Walk-forward folds: {metric} ({space}) per test block", xlabel=metric, ylabel="")
+    ax.legend(fontsize=7, title="test block", title_fontsize=7)
+    return fig
+
+
+def plot_error_by_horizon(errors: pd.DataFrame, space: str = "roi_pct", metric: str = "rmse") -> Figure:
+    """`metric` of each multi-step predictor against the number of days ahead."""
+    chosen = errors[errors["space"] == space]
+    fig, ax = plt.subplots(figsize=(7, 3.5), layout="constrained")
+    sns.lineplot(chosen, x="horizon", y=metric, hue="predictor", marker="o", ax=ax)
+    ax.set(title=f"Error by horizon ({metric}, {space})", xlabel="days ahead")
+    ax.xaxis.get_major_locator().set_params(integer=True)
+    return fig

@@ -107,10 +107,12 @@ def to_roi_pct(scaled_target: np.ndarray, scalers: dict) -> np.ndarray:
     return scaler.inverse_transform(values.reshape(-1, values.shape[-1])).reshape(values.shape)
 
 
-def build_dataset(prices: pd.DataFrame, params: RunParams) -> tuple[dict, dict, dict]:
+def build_dataset(prices: pd.DataFrame, params: RunParams,
+                  split: dict[str, np.ndarray] | None = None) -> tuple[dict, dict, dict]:
     """Prices → (arrays for dataset.npz, scalers for scaler.json, summary for preprocess.json).
 
     Fitted statistics (clip bounds, scalers) see only rows up to the last training target.
+    `split` replaces the chronological split of the parameters (walk-forward folds).
     """
     returns = clean_returns(log_returns_pct(prices))
     gap = max(params.smooth_window, params.horizon)
@@ -123,7 +125,8 @@ def build_dataset(prices: pd.DataFrame, params: RunParams) -> tuple[dict, dict, 
             "learn anything). Use more dates or a shorter seq_len.")
     n_rows = len(returns) - (params.smooth_window - 1)
     samples = sample_indices(n_rows, params.seq_len, params.horizon)
-    split = split_indices(samples, params.test_fraction, params.val_fraction, gap)
+    if split is None:
+        split = split_indices(samples, params.test_fraction, params.val_fraction, gap)
     last_train_row = int(split["train"][-1]) + params.horizon - 1 + (params.smooth_window - 1)
 
     clipped = returns

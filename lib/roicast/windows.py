@@ -25,8 +25,11 @@ def split_indices(samples: np.ndarray, test_fraction: float, val_fraction: float
     `val_fraction` of what remains (the guide's `validation_split`); the gap keeps a
     smoothed target from sharing days with the next period's targets.
     """
+    return _split(samples, int(round(len(samples) * test_fraction)), val_fraction, gap)
+
+
+def _split(samples: np.ndarray, n_test: int, val_fraction: float, gap: int) -> dict[str, np.ndarray]:
     n = len(samples)
-    n_test = int(round(n * test_fraction))
     n_rest = n - n_test - gap
     n_val = int(round(n_rest * val_fraction))
     n_train = n_rest - n_val - gap
@@ -39,6 +42,23 @@ def split_indices(samples: np.ndarray, test_fraction: float, val_fraction: float
     val = samples[n_train + gap:n_train + gap + n_val]
     test = samples[n - n_test:]
     return {"train": train, "val": val, "test": test}
+
+
+def walk_forward_splits(samples: np.ndarray, n_folds: int, test_fraction: float,
+                        val_fraction: float, gap: int) -> list[dict[str, np.ndarray]]:
+    """Expanding-window folds, oldest first, each testing on a block of the test period's length.
+
+    The last fold is the chain's own split; each earlier fold moves the test block back by
+    its length and trains (and validates) on everything before it, minus the gaps.
+    """
+    n_test = int(round(len(samples) * test_fraction))
+    ends = [len(samples) - k * n_test for k in reversed(range(n_folds))]
+    try:
+        return [_split(samples[:end], n_test, val_fraction, gap) for end in ends]
+    except DataError:
+        raise DataError(f"Too little history for {n_folds} walk-forward folds: the first fold "
+                        f"would train on almost nothing ({len(samples)} windows, {n_test} per "
+                        "test block). Use fewer walk_forward_folds or more dates.") from None
 
 
 def rows_needed(seq_len: int, horizon: int, gap: int, smooth_window: int) -> int:
