@@ -18,7 +18,8 @@ $(STAMP): pyproject.toml
 run: setup  ## the whole chain on the bundled dataset (ARGS="-p epochs 20" to change it)
 	$(BIN)/roicast run $(ARGS)
 
-test: setup  ## every test: unit, notebooks under papermill, nbval
+test: setup  ## lint, then every test: unit, notebooks under papermill, nbval
+	$(BIN)/ruff check lib tests benchmarks scripts notebooks
 	$(BIN)/pytest
 
 test-unit: setup
@@ -28,7 +29,7 @@ test-notebooks: setup
 	$(BIN)/pytest -m "notebooks"
 
 lint: setup
-	$(BIN)/ruff check lib tests benchmarks scripts
+	$(BIN)/ruff check lib tests benchmarks scripts notebooks
 
 nbval-refresh: setup  ## store new outputs in the cells nbval checks (after changing what they print)
 	$(BIN)/python scripts/refresh_nbval_outputs.py

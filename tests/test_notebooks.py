@@ -129,6 +129,12 @@ def test_direction_task_runs_through_evaluate_and_ensemble(in_tiny_run, capsys):
     for name in ("hybrid", "majority"):
         assert 0.3 < metrics["classification"][name]["accuracy"] < 0.8
         assert "p_value_vs_majority" in metrics["classification"][name]
+    per_asset = pd.read_csv(paths.run_dir("tiny") / "metrics_per_asset.csv")
+    by_asset = per_asset[per_asset["space"] == "classification"]
+    assert set(by_asset["asset"]) == set(TINY["tickers"])
+    assert set(by_asset["predictor"]) == {"hybrid", "majority"}
+    hybrid = by_asset[by_asset["predictor"] == "hybrid"]
+    assert hybrid["accuracy"].mean() == pytest.approx(metrics["classification"]["hybrid"]["accuracy"])
 
 
 def test_a_failing_notebook_marks_the_run_failed_and_exits_non_zero(capsys):

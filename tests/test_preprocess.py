@@ -40,7 +40,8 @@ def test_changing_prices_after_the_training_cutoff_changes_nothing_in_training(s
 
     changed = small_prices.copy()
     after = changed.index > pd.Timestamp(last_train_target)
-    changed.loc[after] = changed.loc[after] * np.random.default_rng(0).uniform(0.5, 2, changed.loc[after].shape)
+    noise = np.random.default_rng(0).uniform(0.5, 2, changed.loc[after].shape)
+    changed.loc[after] = changed.loc[after] * noise
     arrays2, scalers2, _ = build_dataset(changed, params)
 
     train = arrays["train_idx"]
@@ -97,4 +98,5 @@ def test_periods_do_not_share_smoothed_days(small_prices):
     arrays, _, info = build_dataset(small_prices, params)
     assert arrays["val_idx"][0] - arrays["train_idx"][-1] > params.smooth_window
     assert arrays["test_idx"][0] - arrays["val_idx"][-1] > params.smooth_window
-    assert info["periods"]["train"]["end"] < info["periods"]["val"]["start"] < info["periods"]["test"]["start"]
+    periods = info["periods"]
+    assert periods["train"]["end"] < periods["val"]["start"] < periods["test"]["start"]

@@ -58,3 +58,14 @@ def test_notebooks_are_committed_without_outputs_except_nbval_cells(path):
         if not kept:
             assert not cell.outputs, f"{path.stem}: stored output in a cell not kept for nbval"
             assert cell.execution_count is None
+
+
+def test_readme_parameter_table_is_generated_from_the_code():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(
+        "update_readme", paths.REPO_ROOT / "scripts" / "update_readme.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    readme = (paths.REPO_ROOT / "README.md").read_text()
+    assert module.parameter_table() in readme, "run scripts/update_readme.py"

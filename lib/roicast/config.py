@@ -50,14 +50,17 @@ class RunParams(BaseModel):
                                description="Longest gap (trading days) a price is carried forward over.")
 
     # 02_preprocess
-    smooth_window: int = Field(5, ge=1, le=60, description="Rolling-mean window of returns; 1 turns smoothing off.")
+    smooth_window: int = Field(5, ge=1, le=60,
+                               description="Rolling-mean window of returns; 1 turns smoothing off.")
     clip_quantile: float | None = Field(
         None, gt=0, lt=0.5, description="Clip returns at this quantile and its mirror, fitted on the "
         "training period; None: no clipping.")
     scaler: Literal["minmax", "standard"] = Field(
-        "minmax", description="'minmax' (0..1, the guide's) or 'standard' (mean 0, sd 1), fitted on training only.")
+        "minmax", description="'minmax' (0..1, the guide's) or 'standard' (mean 0, sd 1), "
+        "fitted on training only.")
     seq_len: int = Field(60, ge=2, le=1000, description="Days of history in each input window.")
-    horizon: int = Field(1, ge=1, le=60, description="Days ahead of the window's last day that the target lies.")
+    horizon: int = Field(1, ge=1, le=60,
+                         description="Days ahead of the window's last day that the target lies.")
     test_fraction: float = Field(0.2, gt=0, lt=0.9, description="Share of windows kept for the test period.")
     val_fraction: float = Field(0.2, gt=0, lt=0.9,
                                 description="Share of the remaining training windows used for validation.")
@@ -72,7 +75,8 @@ class RunParams(BaseModel):
         "highway", description="'guide': the guide's network exactly; 'highway': the same network plus "
         "a linear autoregressive path shared across assets (LSTNet's highway).")
     direction_of: Literal["return", "smoothed"] = Field(
-        "return", description="For task='direction': sign of the next raw 'return' or of the 'smoothed' change.")
+        "return", description="For task='direction': sign of the next raw 'return' or of the "
+        "'smoothed' change.")
     lstm_units: list[int] = Field([64, 32], min_length=2, max_length=2,
                                   description="Units per direction of the two bidirectional LSTM layers.")
     attention_heads: int = Field(4, ge=1, description="Heads of the multi-head self-attention.")

@@ -1,19 +1,30 @@
 """Several networks with different seeds, averaged; their spread gives an interval.
 
 Member 0 is the model 03_train already fitted with the run's seed, so an ensemble of
-five trains four more. Members may also train on bootstrap resamples of the training
-windows. Two combinations are reported: equal weights, and weights proportional to the
-inverse validation loss (validation only, never the test period).
+five trains four more. On a CPU they train in parallel worker processes: TensorFlow keeps
+barely more than one core busy with a network this small, so each worker gets its share of
+the cores and two cores train two members at once (benchmarks/README.md has the numbers).
+With a GPU, or a single core, they train one after another in this process. Members may
+also train on bootstrap resamples of the training windows. Two combinations are reported:
+equal weights, and weights proportional to the inverse validation loss (validation only,
+never the test period).
 """
 
+import multiprocessing
+import os
+import tempfile
+import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 
 import keras
 import numpy as np
+import tensorflow as tf
 
-from roicast.artefacts import atomic_path
+from roicast.artefacts import atomic_path, read_json, update_json
 from roicast.config import RunParams
+from roicast.models import tf_gpu_available
 from roicast.training import predict, train
 
 
@@ -21,6 +32,7 @@ from roicast.training import predict, train
 class Member:
     seed: int
     val_loss: float
+    epochs_run: int
     fit_seconds: float
     test: np.ndarray
     val: np.ndarray
@@ -36,29 +48,75 @@ def bootstrap_indices(train_indices: np.ndarray, seed: int) -> np.ndarray:
     return np.sort(rng.choice(train_indices, size=len(train_indices), replace=True))
 
 
-def _as_member(model: keras.Model, arrays: dict, seed: int, val_loss: float,
-               seconds: float) -> Member:
-    return Member(seed, val_loss, seconds, predict(model, arrays, arrays["test_idx"]),
-                  predict(model, arrays, arrays["val_idx"]))
+def _as_member(model: keras.Model, arrays: dict, seed: int, info: dict) -> Member:
+    return Member(seed, info["best_val_loss"], info["epochs_run"], info["fit_seconds"],
+                  predict(model, arrays, arrays["test_idx"]), predict(model, arrays, arrays["val_idx"]))
+
+
+def train_member(arrays: dict, params: RunParams, seed: int, out_dir: Path,
+                 threads: int | None = None) -> Member:
+    """Train one member, save it as `member_<seed>.keras` in `out_dir`, forecast val and test.
+
+    `threads` caps TensorFlow's thread pools; it takes effect only before TensorFlow has run
+    anything in the process, so it is meant for worker processes.
+    """
+    if threads is not None:
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(threads)
+    train_idx = bootstrap_indices(arrays["train_idx"], seed) if params.bootstrap else None
+    with tempfile.TemporaryDirectory(dir=out_dir) as work:
+        result = train(arrays, params, Path(work), seed=seed, train_indices=train_idx, verbose=0)
+    with atomic_path(Path(out_dir) / f"member_{seed}.keras") as tmp:
+        result.model.save(tmp)
+    return _as_member(result.model, arrays, seed, result.info)
+
+
+def parallel_workers(n_members: int) -> int:
+    """Worker processes for training `n_members`: one per core on a CPU; 0 (this process)
+    with a GPU, a single core or a single member."""
+    workers = min(n_members, os.cpu_count() or 1)
+    return 0 if workers < 2 or tf_gpu_available() else workers
+
+
+def _report(member: Member) -> None:
+    print(f"member {member.seed}: best val_loss {member.val_loss:.5f}, {member.epochs_run} epochs, "
+          f"{member.fit_seconds:.0f} s", flush=True)
+
+
+def train_seeds(arrays: dict, params: RunParams, seeds: list[int], out_dir: Path,
+                workers: int) -> list[Member]:
+    """One member per seed, in seed order: in `workers` processes, or here when 0."""
+    if not workers:
+        trained = []
+        for seed in seeds:
+            trained.append(train_member(arrays, params, seed, out_dir))
+            _report(trained[-1])
+        return trained
+    threads = max(1, (os.cpu_count() or 1) // workers)
+    context = multiprocessing.get_context("spawn")  # TensorFlow does not survive a fork
+    with ProcessPoolExecutor(workers, mp_context=context) as pool:
+        futures = [pool.submit(train_member, arrays, params, seed, out_dir, threads) for seed in seeds]
+        for future in as_completed(futures):
+            _report(future.result())
+        return [future.result() for future in futures]
 
 
 def train_members(arrays: dict, params: RunParams, run_dir: Path, first_model: keras.Model,
-                  first_info: dict, verbose: int = 2) -> list[Member]:
-    """Train the members the run still lacks and save each as ensemble/member_<seed>.keras."""
+                  first_info: dict) -> tuple[list[Member], dict]:
+    """03_train's model plus the members the run still lacks, saved in ensemble/.
+
+    Returns the members in seed order and how they were trained (wall seconds, workers).
+    """
     out = Path(run_dir) / "ensemble"
     out.mkdir(parents=True, exist_ok=True)
-    members = [_as_member(first_model, arrays, params.seed, first_info["best_val_loss"],
-                          first_info["fit_seconds"])]
-    for seed in member_seeds(params)[1:]:
-        print(f"member seed {seed}")
-        train_idx = bootstrap_indices(arrays["train_idx"], seed) if params.bootstrap else None
-        result = train(arrays, params, out / f"work_{seed}", seed=seed, train_indices=train_idx,
-                       verbose=verbose)
-        with atomic_path(out / f"member_{seed}.keras") as tmp:
-            result.model.save(tmp)
-        members.append(_as_member(result.model, arrays, seed, result.info["best_val_loss"],
-                                  result.info["fit_seconds"]))
-    return members
+    seeds = member_seeds(params)[1:]
+    workers = parallel_workers(len(seeds))
+    print(f"training {len(seeds)} member(s) "
+          + (f"in {workers} worker processes" if workers else "in this process"), flush=True)
+    start = time.perf_counter()
+    trained = train_seeds(arrays, params, seeds, out, workers)
+    first = _as_member(first_model, arrays, params.seed, first_info)
+    return [first, *trained], {"wall_seconds": time.perf_counter() - start, "workers": workers}
 
 
 def combine(members: list[Member], period: str = "test") -> dict[str, np.ndarray]:
@@ -103,3 +161,21 @@ def verdict(table, metric: str = "r2") -> str:
     return (f"The ensemble's {metric} is {ensemble_value:.4f}; its members average "
             f"{members.mean():.4f} (best {members.max():.4f}). The ensemble is "
             f"{'better' if better else 'NOT better'} than its average member.")
+
+
+def record(metrics_path: Path, members: list[Member], table, metrics: dict | None,
+           seconds: float, coverage: dict) -> dict:
+    """Add the ensemble's rows, its members and its training time to metrics.json.
+
+    `table` holds each member's scores (rows `member_<seed>`); `metrics` the ensemble's in
+    both spaces, None for the direction task, which 04_evaluate scores separately.
+    """
+    parts: dict = {"ensemble_fit_seconds": seconds, "interval_coverage": coverage, "members": []}
+    if metrics:
+        parts["members"] = [{"seed": m.seed, **{k: table.loc[f"member_{m.seed}", k]
+                                                 for k in ("mae", "rmse", "r2")}} for m in members]
+        saved = read_json(metrics_path).get("metrics", {})
+        for space in metrics:
+            saved.setdefault(space, {})["ensemble"] = metrics[space]["ensemble"]
+        parts["metrics"] = saved
+    return update_json(metrics_path, **parts)

@@ -139,18 +139,27 @@ def data_summary(arrays: dict, collect_info: dict) -> dict:
             "n_val": len(arrays["val_idx"]), "n_test": len(arrays["test_idx"])}
 
 
-def score_direction(arrays: dict, probabilities: dict[str, np.ndarray], indices: np.ndarray,
-                    direction_of: str) -> dict[str, dict]:
-    """Accuracy, precision, recall, ROC AUC of each up/down forecaster, beside the majority class.
+def _direction_forecasts(arrays: dict, probabilities: dict[str, np.ndarray], indices: np.ndarray,
+                         direction_of: str) -> tuple[np.ndarray, dict[str, np.ndarray], float]:
+    """Test labels, the forecasts with the majority class added, and the majority's hit rate.
 
-    The majority class is each asset's more frequent direction in the training period;
-    a binomial test asks whether a forecaster's accuracy beats that baseline's.
+    The majority class is each asset's more frequent direction in the training period.
     """
     labels = direction_labels(arrays, indices, direction_of)
     train_labels = direction_labels(arrays, arrays["train_idx"], direction_of)
     majority = (train_labels.mean(axis=0) >= 0.5).astype(float)
     forecasts = {**probabilities, "majority": np.broadcast_to(majority, labels.shape)}
-    majority_share = float(np.mean(labels == majority))
+    return labels, forecasts, float(np.mean(labels == majority))
+
+
+def score_direction(arrays: dict, probabilities: dict[str, np.ndarray], indices: np.ndarray,
+                    direction_of: str) -> dict[str, dict]:
+    """Accuracy, precision, recall, ROC AUC of each up/down forecaster, beside the majority class.
+
+    A binomial test asks whether a forecaster's accuracy beats the majority class's.
+    """
+    labels, forecasts, majority_share = _direction_forecasts(arrays, probabilities, indices,
+                                                             direction_of)
     result = {}
     for name, probs in forecasts.items():
         values = classification_metrics(labels, probs)
@@ -158,3 +167,13 @@ def score_direction(arrays: dict, probabilities: dict[str, np.ndarray], indices:
         test = binomial_direction_test(correct, labels.size, majority_share)
         result[name] = {**values, "p_value_vs_majority": test["p_value"]}
     return result
+
+
+def direction_per_asset(arrays: dict, probabilities: dict[str, np.ndarray], indices: np.ndarray,
+                        direction_of: str) -> pd.DataFrame:
+    """Accuracy, precision, recall and ROC AUC per asset and forecaster (majority class included)."""
+    labels, forecasts, _ = _direction_forecasts(arrays, probabilities, indices, direction_of)
+    records = [{"asset": asset, "predictor": name, "space": "classification",
+                **classification_metrics(labels[:, k], probs[:, k])}
+               for name, probs in forecasts.items() for k, asset in enumerate(arrays["assets"])]
+    return pd.DataFrame.from_records(records)

@@ -106,6 +106,11 @@ def error_by_horizon(arrays: dict, scalers: dict, forecasts: dict[str, np.ndarra
     return pd.DataFrame.from_records(records)
 
 
+def by_horizon(errors: pd.DataFrame, space: str, metric: str) -> pd.DataFrame:
+    """`metric` of each predictor (rows) at each horizon (columns), from error_by_horizon."""
+    return errors[errors["space"] == space].pivot(index="predictor", columns="horizon", values=metric)
+
+
 def compare(model, arrays: dict, scalers: dict, params: RunParams, indices: np.ndarray,
             work_root: Path, verbose: int = 2) -> pd.DataFrame:
     """Recursive, direct and baseline forecasts up to `params.horizon_steps` days, scored by horizon."""

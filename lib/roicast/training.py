@@ -1,9 +1,10 @@
 """Train a network on the windows of 02_preprocess: seeds, input pipeline, callbacks, outputs.
 
 The input pipeline gathers each batch's windows from the daily series inside tf.data
-(no 60 copies of the data in memory), the training step is compiled with XLA, and the
+(no 60 copies of the data in memory), several batches run per call into the graph, and the
 guide's callbacks (ReduceLROnPlateau, EarlyStopping, ModelCheckpoint) run beside
-TensorBoard, CSVLogger and TerminateOnNaN.
+TensorBoard, CSVLogger and TerminateOnNaN. On a GPU the LSTMs take the cuDNN path; with
+several GPUs the model is mirrored over them (tf.distribute.MirroredStrategy).
 """
 
 import os
@@ -27,7 +28,6 @@ from roicast.models import WeightedBinaryCrossentropy, build_model
 from roicast.preprocess import direction_labels
 from roicast.windows import targets_for
 
-
 CHECKPOINT = "checkpoint.keras"  # ModelCheckpoint's copy while training; model.keras when done
 EVAL_BATCH = 256  # validation and prediction batches: the mean loss is the same, the passes fewer
 STEPS_PER_EXECUTION = 16  # batches per call into the graph: less Python between steps
@@ -40,6 +40,12 @@ def set_seed(seed: int) -> None:
     np.random.seed(seed)
     keras.utils.set_random_seed(seed)
     tf.config.experimental.enable_op_determinism()
+
+
+def distribution_strategy() -> tf.distribute.Strategy:
+    """Mirror the model over every GPU when there are several; otherwise the one default device."""
+    gpus = tf.config.list_logical_devices("GPU")
+    return tf.distribute.MirroredStrategy() if len(gpus) > 1 else tf.distribute.get_strategy()
 
 
 def check_finite(arrays: dict) -> None:
@@ -176,10 +182,11 @@ def train(arrays: dict, params: RunParams, work_dir: Path, seed: int | None = No
     y_val = training_targets(arrays, arrays["val_idx"], params)
     class_weights = balanced_class_weights(y_train) if params.task == "direction" else None
 
-    model = build_model(seq_len, n_assets, n_features, params, seed)
-    if params.architecture == "highway" and params.task == "regression":
-        warm_start_highway(model, arrays, train_idx)
-    model = compile_model(model, params, class_weights)
+    with distribution_strategy().scope():
+        model = build_model(seq_len, n_assets, n_features, params, seed)
+        if params.architecture == "highway" and params.task == "regression":
+            warm_start_highway(model, arrays, train_idx)
+        model = compile_model(model, params, class_weights)
     train_ds = window_dataset(arrays["features"], y_train, train_idx, seq_len, params.batch_size,
                               shuffle=True, seed=seed)
     val_ds = window_dataset(arrays["features"], y_val, arrays["val_idx"], seq_len, EVAL_BATCH)
