@@ -69,6 +69,16 @@ def measure(csv: Path) -> dict:
     return {"rows": len(prices), "stages": stages}
 
 
+def growth_exponents(results: list[dict]) -> dict[str, float]:
+    """Least-squares slope of log(seconds) on log(assets × days) for each stage.
+
+    1 is linear in the data's size; above 1 grows faster than the data.
+    """
+    size = np.log([r["assets"] * r["rows"] for r in results])
+    return {stage: float(np.polyfit(size, np.log([r["stages"][stage]["seconds"] for r in results]), 1)[0])
+            for stage in results[0]["stages"]}
+
+
 def markdown(results: list[dict]) -> str:
     lines = ["| assets | years | days | collect (s) | preprocess (s) | 1 epoch (s) | evaluate (s) "
              "| peak RSS (MB) |", "|---|---|---|---|---|---|---|---|"]
@@ -77,6 +87,10 @@ def markdown(results: list[dict]) -> str:
         lines.append(f"| {r['assets']} | {r['years']} | {r['rows']} | {s['collect']['seconds']:.2f} "
                      f"| {s['preprocess']['seconds']:.2f} | {s['train_one_epoch']['seconds']:.1f} "
                      f"| {s['evaluate']['seconds']:.1f} | {s['evaluate']['peak_mb']:.0f} |")
+    if len(results) > 2:
+        exponents = ", ".join(f"{stage} {b:.2f}" for stage, b in growth_exponents(results).items())
+        lines += ["", f"Growth of time with the data's size (assets × days), as the exponent b of "
+                  f"time ∝ size^b fitted over the rows above (1 = linear): {exponents}."]
     return "\n".join(lines) + "\n"
 
 
@@ -102,7 +116,7 @@ def main() -> None:
                 result = {"assets": n_assets, "years": years,
                           **json.loads(done.stdout.strip().splitlines()[-1])}
                 results.append(result)
-                print(markdown([result]).splitlines()[-1], flush=True)
+                print(markdown([result]).splitlines()[2], flush=True)
     (OUT / "scale.json").write_text(json.dumps(results, indent=2))
     (OUT / "scale.md").write_text(markdown(results))
     print(markdown(results))

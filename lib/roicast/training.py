@@ -140,13 +140,14 @@ class EpochTimer(keras.callbacks.Callback):
         self.seconds.append(time.perf_counter() - self._start)
 
 
-def make_callbacks(params: RunParams, work_dir: Path, timer: EpochTimer) -> list:
+def make_callbacks(params: RunParams, work_dir: Path, timer: EpochTimer, verbose: int = 1) -> list:
     """The guide's three callbacks plus TensorBoard, CSVLogger, TerminateOnNaN and a timer."""
     return [
         keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=params.lr_factor,
-                                          patience=params.lr_patience, min_lr=params.min_lr, verbose=1),
+                                          patience=params.lr_patience, min_lr=params.min_lr,
+                                          verbose=verbose),
         keras.callbacks.EarlyStopping(monitor="val_loss", patience=params.early_stopping_patience,
-                                      restore_best_weights=True, verbose=1),
+                                      restore_best_weights=True, verbose=verbose),
         keras.callbacks.ModelCheckpoint(str(work_dir / CHECKPOINT), monitor="val_loss",
                                         save_best_only=True, verbose=0),
         keras.callbacks.TensorBoard(log_dir=str(work_dir / "logs"), write_graph=False),
@@ -193,7 +194,7 @@ def train(arrays: dict, params: RunParams, work_dir: Path, seed: int | None = No
     timer = EpochTimer()
     start = time.perf_counter()
     fit = model.fit(train_ds, validation_data=val_ds, epochs=params.epochs,
-                    callbacks=make_callbacks(params, work_dir, timer), shuffle=False,
+                    callbacks=make_callbacks(params, work_dir, timer, int(verbose > 0)), shuffle=False,
                     verbose=verbose)
     fit_seconds = time.perf_counter() - start
 
