@@ -10,7 +10,7 @@ keras = pytest.importorskip("keras")
 from roicast import ensemble, models, training  # noqa: E402
 
 TINY = dict(seq_len=20, lstm_units=[8, 4], attention_heads=1, attention_key_dim=4,
-            dense_units=8, epochs=2, batch_size=64, n_members=3, seed=11)
+            dense_units=8, epochs=2, batch_size=64, n_members=4, seed=11)
 
 
 @pytest.fixture
@@ -38,12 +38,12 @@ def test_workers_follow_the_cores_and_stay_home_with_one(monkeypatch):
     assert ensemble.parallel_workers(4) == 0
 
 
-def test_members_from_worker_processes_are_saved_and_in_seed_order(dataset, tmp_path, monkeypatch):
+def test_members_from_two_workers_for_three_seeds_are_saved_and_in_seed_order(dataset, tmp_path, monkeypatch):
     monkeypatch.setattr(ensemble.os, "cpu_count", lambda: 2)
     params = RunParams(**TINY)
     first = training.train(dataset, params, tmp_path / "first", verbose=0)
     members, run = ensemble.train_members(dataset, params, tmp_path, first.model, first.info)
-    assert [m.seed for m in members] == [11, 12, 13] and run["workers"] == 2
+    assert [m.seed for m in members] == [11, 12, 13, 14] and run["workers"] == 2
     for member in members[1:]:
         saved = models.load_model(tmp_path / "ensemble" / f"member_{member.seed}.keras")
         np.testing.assert_allclose(training.predict(saved, dataset, dataset["test_idx"]), member.test,

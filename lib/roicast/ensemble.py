@@ -53,16 +53,14 @@ def _as_member(model: keras.Model, arrays: dict, seed: int, info: dict) -> Membe
                   predict(model, arrays, arrays["test_idx"]), predict(model, arrays, arrays["val_idx"]))
 
 
-def train_member(arrays: dict, params: RunParams, seed: int, out_dir: Path,
-                 threads: int | None = None) -> Member:
-    """Train one member, save it as `member_<seed>.keras` in `out_dir`, forecast val and test.
+def limit_threads(threads: int) -> None:
+    """Cap TensorFlow's thread pools: a worker process's initializer, run before any TF op."""
+    tf.config.threading.set_intra_op_parallelism_threads(threads)
+    tf.config.threading.set_inter_op_parallelism_threads(threads)
 
-    `threads` caps TensorFlow's thread pools; it takes effect only before TensorFlow has run
-    anything in the process, so it is meant for worker processes.
-    """
-    if threads is not None:
-        tf.config.threading.set_intra_op_parallelism_threads(threads)
-        tf.config.threading.set_inter_op_parallelism_threads(threads)
+
+def train_member(arrays: dict, params: RunParams, seed: int, out_dir: Path) -> Member:
+    """Train one member, save it as `member_<seed>.keras` in `out_dir`, forecast val and test."""
     train_idx = bootstrap_indices(arrays["train_idx"], seed) if params.bootstrap else None
     with tempfile.TemporaryDirectory(dir=out_dir) as work:
         result = train(arrays, params, Path(work), seed=seed, train_indices=train_idx, verbose=0)
@@ -94,8 +92,9 @@ def train_seeds(arrays: dict, params: RunParams, seeds: list[int], out_dir: Path
         return trained
     threads = max(1, (os.cpu_count() or 1) // workers)
     context = multiprocessing.get_context("spawn")  # TensorFlow does not survive a fork
-    with ProcessPoolExecutor(workers, mp_context=context) as pool:
-        futures = [pool.submit(train_member, arrays, params, seed, out_dir, threads) for seed in seeds]
+    with ProcessPoolExecutor(workers, mp_context=context, initializer=limit_threads,
+                             initargs=(threads,)) as pool:
+        futures = [pool.submit(train_member, arrays, params, seed, out_dir) for seed in seeds]
         for future in as_completed(futures):
             _report(future.result())
         return [future.result() for future in futures]
