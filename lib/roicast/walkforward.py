@@ -68,6 +68,11 @@ def summarise(folds: pd.DataFrame) -> dict[str, dict[str, dict[str, dict[str, fl
     return summary
 
 
+def record(folds: pd.DataFrame) -> dict:
+    """metrics.json's `walk_forward` part: every fold's scores and their mean and spread."""
+    return {"folds": folds.to_dict(orient="records"), "summary": summarise(folds)}
+
+
 def summary_table(folds: pd.DataFrame, space: str, metric: str) -> pd.DataFrame:
     """One row per predictor: `metric` in each fold, then its mean and standard deviation."""
     chosen = folds[(folds["space"] == space) & (folds["metric"] == metric)]
