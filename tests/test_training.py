@@ -101,6 +101,20 @@ def test_non_finite_inputs_stop_before_training(dataset, tmp_path):
         training.train(dataset, RunParams(**TINY), tmp_path, verbose=0)
 
 
+@pytest.mark.parametrize("dropout", [0.0, 0.3])
+def test_self_attention_matches_keras_multi_head_attention(dropout):
+    x = np.random.default_rng(0).normal(size=(5, 12, 8)).astype("float32")
+    settings = dict(num_heads=3, key_dim=4, dropout=dropout)
+    ours, theirs = models.SelfAttention(**settings), keras.layers.MultiHeadAttention(**settings)
+    ours(x, x), theirs(x, x)
+    theirs.set_weights(ours.get_weights())
+    out, scores = ours(x, x, return_attention_scores=True)
+    expected, expected_scores = theirs(x, x, return_attention_scores=True)
+    np.testing.assert_allclose(np.asarray(out), np.asarray(expected), atol=1e-5)
+    np.testing.assert_allclose(np.asarray(scores), np.asarray(expected_scores), atol=1e-6)
+    np.testing.assert_allclose(np.asarray(ours(x, x)), np.asarray(theirs(x, x)), atol=1e-5)
+
+
 def test_attention_scores_cover_every_step(dataset):
     model = models.build_model(20, 4, 2, RunParams(**TINY))
     windows = training.window_dataset(dataset["features"], None, dataset["test_idx"][:3], 20, 3)
