@@ -78,3 +78,13 @@ def test_a_kernel_that_dies_marks_the_run_failed(capsys, monkeypatch):
     assert "01_collect failed: RuntimeError: Kernel died" in err
     metrics = json.loads((paths.run_dir("dead") / "metrics.json").read_text())
     assert metrics["status"] == "failed" and "Kernel died" in metrics["error"]
+
+
+def test_member_variants_come_from_the_command_line_and_are_checked():
+    params = load_params(overrides=[("member_variants", "[{lstm_units: [32, 16]}, {dropout_lstm: 0.3}]")])
+    assert params.member_variants == [{"lstm_units": [32, 16]}, {"dropout_lstm": 0.3}]
+    assert params.with_variant(params.member_variants[0]).lstm_units == [32, 16]
+    with pytest.raises(ParameterError, match="seq_len; a member may change only"):
+        validate_params({"member_variants": [{"seq_len": 30}]})
+    with pytest.raises(ParameterError, match="dropout_lstm"):
+        validate_params({"member_variants": [{"dropout_lstm": 1.5}]})

@@ -26,6 +26,19 @@ def test_bootstrap_indices_are_training_windows_in_date_order():
     assert set(drawn) < set(train), "a resample repeats some windows and leaves others out"
 
 
+def test_members_after_the_first_cycle_through_the_variants():
+    params = RunParams(**{**TINY, "n_members": 4, "member_variants": [{"dense_units": 6}, {}]})
+    assert ensemble.member_variants(params) == [{}, {"dense_units": 6}, {}, {"dense_units": 6}]
+    assert ensemble.member_variants(RunParams(**TINY)) == [{}] * 4
+    assert ensemble.describe_variant({}) == "the run's network"
+
+
+def test_a_member_trains_the_network_of_its_variant(dataset, tmp_path):
+    member = ensemble.train_member(dataset, RunParams(**TINY), 5, tmp_path, {"dense_units": 6})
+    saved = models.load_model(tmp_path / "member_5.keras")
+    assert saved.get_layer("dense").units == 6 and member.variant == {"dense_units": 6}
+
+
 def test_workers_follow_the_cores_and_stay_home_with_one(monkeypatch):
     monkeypatch.setattr(ensemble, "tf_gpu_available", lambda: False)
     monkeypatch.setattr(ensemble.os, "cpu_count", lambda: 2)

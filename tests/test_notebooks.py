@@ -122,6 +122,16 @@ def test_walk_forward_and_multi_step_are_recorded_by_evaluate(in_tiny_run, capsy
     assert persistence.is_monotonic_increasing
 
 
+def test_ensemble_members_take_the_hyper_parameter_variants_in_turn(in_tiny_run, capsys):
+    shutil.copytree(paths.run_dir("tiny"), paths.run_dir("tiny-variants"))
+    code = main(["run", "--only", "05", "--run-id", "tiny-variants", "-p", "n_members", "3",
+                 "-p", "member_variants", "[{dense_units: 8}, {dropout_lstm: 0.1}]"])
+    assert code == 0, capsys.readouterr().err
+    metrics = _metrics("tiny-variants")
+    assert [m["variant"] for m in metrics["members"]] == [{}, {"dense_units": 8}, {"dropout_lstm": 0.1}]
+    assert metrics["metrics"]["scaled"]["ensemble"]["r2"] != metrics["metrics"]["scaled"]["hybrid"]["r2"]
+
+
 def test_direction_task_runs_through_evaluate_and_ensemble(in_tiny_run, capsys):
     code = main(["run", "--only", "03,04,05", "--run-id", "tiny", "-p", "task", "direction"])
     assert code == 0, capsys.readouterr().err

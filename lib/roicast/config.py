@@ -20,6 +20,11 @@ NSE_STOCKS = [
 ]  # fmt: skip
 COMMODITY_FUTURES = {"Gold": "GC=F", "Silver": "SI=F", "Platinum": "PL=F"}
 DEFAULT_YAHOO_TICKERS = NSE_STOCKS + list(COMMODITY_FUTURES.values())
+VARIANT_PARAMS = (
+    "architecture", "lstm_units", "attention_heads", "attention_key_dim", "dense_units",
+    "dropout_lstm", "dropout_dense", "epochs", "batch_size", "learning_rate", "weight_decay",
+    "clipnorm", "lr_factor", "lr_patience", "min_lr", "early_stopping_patience",
+)  # fmt: skip  # what an ensemble member may change: its network and training, not the data
 
 
 class RunParams(BaseModel):
@@ -107,6 +112,10 @@ class RunParams(BaseModel):
     # 05_ensemble
     n_members: int = Field(5, ge=1, le=50, description="Models in the ensemble, each with its own seed.")
     bootstrap: bool = Field(False, description="Train each member on a bootstrap resample of the windows.")
+    member_variants: list[dict[str, Any]] = Field(
+        [], description="Hyper-parameter sets the members after the first cycle through, each a "
+        "mapping of 03_train parameters, e.g. [{lstm_units: [32, 16]}, {dropout_lstm: 0.3}]; "
+        "empty: every member is 03_train's network with its own seed.")
     interval: float = Field(0.9, gt=0, lt=1, description="Nominal coverage of the members' spread interval.")
     trading_cost_bps: float = Field(5.0, ge=0, description="Cost per position change, in basis points.")
 
@@ -142,7 +151,24 @@ class RunParams(BaseModel):
                              "chain's own split")
         if any(units < 1 for units in self.lstm_units):
             raise ValueError("lstm_units must be two positive integers, e.g. [64, 32]")
+        for variant in self.member_variants:
+            self._check_variant(variant)
         return self
+
+    def _check_variant(self, variant: dict[str, Any]) -> None:
+        others = sorted(set(variant) - set(VARIANT_PARAMS))
+        if others:
+            raise ValueError(f"member_variants entry {variant} sets {', '.join(others)}; a member "
+                             f"may change only {', '.join(VARIANT_PARAMS)}")
+        try:
+            self.with_variant(variant)
+        except ValidationError as exc:
+            problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+            raise ValueError(f"member_variants entry {variant}: {problems}") from None
+
+    def with_variant(self, variant: dict[str, Any]) -> "RunParams":
+        """These parameters with an ensemble member's hyper-parameter variant applied, validated."""
+        return RunParams(**{**self.model_dump(), **variant, "member_variants": []})
 
     @property
     def resolved_learning_rate(self) -> float:

@@ -1,9 +1,11 @@
 """Several networks with different seeds, averaged; their spread gives an interval.
 
 Member 0 is the model 03_train already fitted with the run's seed, so an ensemble of
-five trains four more. On a CPU they train in parallel worker processes: TensorFlow keeps
-barely more than one core busy with a network this small, so each worker gets its share of
-the cores and two cores train two members at once (benchmarks/README.md has the numbers).
+five trains four more; with `member_variants`, those cycle through several hyper-parameter
+sets (other widths, dropouts, learning rates…) instead of repeating the run's network. On a
+CPU they train in parallel worker processes: TensorFlow keeps barely more than one core busy
+with a network this small, so each worker gets its share of the cores and two cores train
+two members at once (benchmarks/README.md has the numbers).
 With a GPU, or a single core, they train one after another in this process. Members may
 also train on bootstrap resamples of the training windows. Two combinations are reported:
 equal weights, and weights proportional to the inverse validation loss (validation only,
@@ -31,6 +33,7 @@ from roicast.training import predict, train
 @dataclass
 class Member:
     seed: int
+    variant: dict  # the parameters this member changes from the run's; {} for none
     val_loss: float
     epochs_run: int
     fit_seconds: float
@@ -42,14 +45,25 @@ def member_seeds(params: RunParams) -> list[int]:
     return [params.seed + k for k in range(params.n_members)]
 
 
+def member_variants(params: RunParams) -> list[dict]:
+    """Each member's hyper-parameter variant, in seed order: member 0 is the run's own
+    network ({}); the others cycle through `params.member_variants`, if any."""
+    cycle = params.member_variants or [{}]
+    return [{}] + [cycle[k % len(cycle)] for k in range(params.n_members - 1)]
+
+
+def describe_variant(variant: dict) -> str:
+    return ", ".join(f"{name}={value}" for name, value in variant.items()) or "the run's network"
+
+
 def bootstrap_indices(train_indices: np.ndarray, seed: int) -> np.ndarray:
     """Training windows drawn with replacement, kept in date order."""
     rng = np.random.default_rng(seed)
     return np.sort(rng.choice(train_indices, size=len(train_indices), replace=True))
 
 
-def _as_member(model: keras.Model, arrays: dict, seed: int, info: dict) -> Member:
-    return Member(seed, info["best_val_loss"], info["epochs_run"], info["fit_seconds"],
+def _as_member(model: keras.Model, arrays: dict, seed: int, variant: dict, info: dict) -> Member:
+    return Member(seed, variant, info["best_val_loss"], info["epochs_run"], info["fit_seconds"],
                   predict(model, arrays, arrays["test_idx"]), predict(model, arrays, arrays["val_idx"]))
 
 
@@ -59,14 +73,17 @@ def limit_threads(threads: int) -> None:
     tf.config.threading.set_inter_op_parallelism_threads(threads)
 
 
-def train_member(arrays: dict, params: RunParams, seed: int, out_dir: Path) -> Member:
+def train_member(arrays: dict, params: RunParams, seed: int, out_dir: Path,
+                 variant: dict | None = None) -> Member:
     """Train one member, save it as `member_<seed>.keras` in `out_dir`, forecast val and test."""
+    variant = variant or {}
     train_idx = bootstrap_indices(arrays["train_idx"], seed) if params.bootstrap else None
     with tempfile.TemporaryDirectory(dir=out_dir) as work:
-        result = train(arrays, params, Path(work), seed=seed, train_indices=train_idx, verbose=0)
+        result = train(arrays, params.with_variant(variant), Path(work), seed=seed,
+                       train_indices=train_idx, verbose=0)
     with atomic_path(Path(out_dir) / f"member_{seed}.keras") as tmp:
         result.model.save(tmp)
-    return _as_member(result.model, arrays, seed, result.info)
+    return _as_member(result.model, arrays, seed, variant, result.info)
 
 
 def parallel_workers(n_members: int) -> int:
@@ -77,24 +94,27 @@ def parallel_workers(n_members: int) -> int:
 
 
 def _report(member: Member) -> None:
-    print(f"member {member.seed}: best val_loss {member.val_loss:.5f}, {member.epochs_run} epochs, "
-          f"{member.fit_seconds:.0f} s", flush=True)
+    print(f"member {member.seed} ({describe_variant(member.variant)}): best val_loss "
+          f"{member.val_loss:.5f}, {member.epochs_run} epochs, {member.fit_seconds:.0f} s", flush=True)
 
 
 def train_seeds(arrays: dict, params: RunParams, seeds: list[int], out_dir: Path,
-                workers: int) -> list[Member]:
-    """One member per seed, in seed order: in `workers` processes, or here when 0."""
+                workers: int, variants: list[dict] | None = None) -> list[Member]:
+    """One member per seed (with its variant, if given), in seed order: in `workers`
+    processes, or here when 0."""
+    variants = variants or [{}] * len(seeds)
     if not workers:
         trained = []
-        for seed in seeds:
-            trained.append(train_member(arrays, params, seed, out_dir))
+        for seed, variant in zip(seeds, variants, strict=True):
+            trained.append(train_member(arrays, params, seed, out_dir, variant))
             _report(trained[-1])
         return trained
     threads = max(1, (os.cpu_count() or 1) // workers)
     context = multiprocessing.get_context("spawn")  # TensorFlow does not survive a fork
     with ProcessPoolExecutor(workers, mp_context=context, initializer=limit_threads,
                              initargs=(threads,)) as pool:
-        futures = [pool.submit(train_member, arrays, params, seed, out_dir) for seed in seeds]
+        futures = [pool.submit(train_member, arrays, params, seed, out_dir, variant)
+                   for seed, variant in zip(seeds, variants, strict=True)]
         for future in as_completed(futures):
             _report(future.result())
         return [future.result() for future in futures]
@@ -108,13 +128,13 @@ def train_members(arrays: dict, params: RunParams, run_dir: Path, first_model: k
     """
     out = Path(run_dir) / "ensemble"
     out.mkdir(parents=True, exist_ok=True)
-    seeds = member_seeds(params)[1:]
+    seeds, variants = member_seeds(params)[1:], member_variants(params)[1:]
     workers = parallel_workers(len(seeds))
     print(f"training {len(seeds)} member(s) "
           + (f"in {workers} worker processes" if workers else "in this process"), flush=True)
     start = time.perf_counter()
-    trained = train_seeds(arrays, params, seeds, out, workers)
-    first = _as_member(first_model, arrays, params.seed, first_info)
+    trained = train_seeds(arrays, params, seeds, out, workers, variants)
+    first = _as_member(first_model, arrays, params.seed, {}, first_info)
     return [first, *trained], {"wall_seconds": time.perf_counter() - start, "workers": workers}
 
 
@@ -171,8 +191,9 @@ def record(metrics_path: Path, members: list[Member], table, metrics: dict | Non
     """
     parts: dict = {"ensemble_fit_seconds": seconds, "interval_coverage": coverage, "members": []}
     if metrics:
-        parts["members"] = [{"seed": m.seed, **{k: table.loc[f"member_{m.seed}", k]
-                                                 for k in ("mae", "rmse", "r2")}} for m in members]
+        parts["members"] = [{"seed": m.seed, "variant": m.variant,
+                             **{k: table.loc[f"member_{m.seed}", k] for k in ("mae", "rmse", "r2")}}
+                            for m in members]
         saved = read_json(metrics_path).get("metrics", {})
         for space in metrics:
             saved.setdefault(space, {})["ensemble"] = metrics[space]["ensemble"]
