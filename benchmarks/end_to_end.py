@@ -15,10 +15,7 @@ from pathlib import Path
 
 import nbformat
 import papermill
-
-from roicast import paths
-
-OUT = paths.REPO_ROOT / "reports" / "benchmarks"
+from results import save_results
 
 
 def seconds(action) -> float:
@@ -37,7 +34,6 @@ def notebook_of(folder: Path, name: str, source: str) -> Path:
 
 
 def main() -> None:
-    OUT.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         env = {**os.environ, "ROICAST_WORKDIR": tmp, "TF_CPP_MIN_LOG_LEVEL": "2"}
@@ -65,9 +61,7 @@ def main() -> None:
              f"`import tensorflow` in a fresh Python: {import_tf:.1f} s.",
              f"- fixed cost of five kernels and three TensorFlow imports: about {fixed:.0f} s, "
              f"{fixed / wall:.0%} of the wall time."]
-    (OUT / "end_to_end.json").write_text(json.dumps(result, indent=2))
-    (OUT / "end_to_end.md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    save_results("end_to_end", result, "\n".join(lines))
 
 
 if __name__ == "__main__":

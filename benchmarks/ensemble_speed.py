@@ -20,10 +20,8 @@ import time
 from pathlib import Path
 
 import numpy as np
+from results import save_results
 
-from roicast import paths
-
-OUT = paths.REPO_ROOT / "reports" / "benchmarks"
 SEEDS = [43, 44, 45, 46]
 MODES = {"one after another": "sequential", "parallel workers": "parallel"}
 
@@ -57,7 +55,6 @@ def main() -> None:
     if args.measure:
         print(json.dumps(measure(args.measure)))
         return
-    OUT.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
     runs: dict[str, list[dict]] = {label: [] for label in MODES}
     for repeat in range(args.repeats):
@@ -74,9 +71,7 @@ def main() -> None:
     for label, results in runs.items():
         lines.append(f"| {label} | {median[label]:.1f} | {median[label] / base:.2f} "
                      f"| {statistics.median(r['r2_scaled'] for r in results):.4f} |")
-    (OUT / "ensemble_speed.json").write_text(json.dumps({"median_s": median, "runs": runs}, indent=2))
-    (OUT / "ensemble_speed.md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    save_results("ensemble_speed", {"median_s": median, "runs": runs}, "\n".join(lines))
 
 
 if __name__ == "__main__":

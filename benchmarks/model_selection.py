@@ -15,9 +15,8 @@ import os
 import subprocess
 import sys
 
-from roicast import paths
+from results import save_results
 
-OUT = paths.REPO_ROOT / "reports" / "benchmarks"
 CANDIDATES = {
     "guide, smoothed": {"architecture": "guide", "input_features": ["smoothed"]},
     "guide, smoothed + raw": {"architecture": "guide", "input_features": ["smoothed", "raw"]},
@@ -46,7 +45,6 @@ def main() -> None:
     if len(sys.argv) == 3 and sys.argv[1] == "--measure":
         print(json.dumps(measure(json.loads(sys.argv[2]))))
         return
-    OUT.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
     results = {}
     for name, overrides in CANDIDATES.items():
@@ -67,9 +65,7 @@ def main() -> None:
                      f"| {r['n_params']:,} |")
     lines += ["", f"Persistence's validation MSE: {persistence:.6f}. Lowest validation loss: "
               f"**{ranked[0]}**."]
-    (OUT / "model_selection.json").write_text(json.dumps(results, indent=2))
-    (OUT / "model_selection.md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    save_results("model_selection", results, "\n".join(lines))
 
 
 if __name__ == "__main__":

@@ -15,11 +15,12 @@ import json
 import os
 import tempfile
 
+from results import save_results
+
 from roicast import paths
 from roicast.config import read_values, validate_params
 from roicast.runner import run_chain
 
-OUT = paths.REPO_ROOT / "reports" / "benchmarks"
 PERIODS = {
     "2020-06 to 2022-12 (default)": {},
     "2007 to 2009 (crisis)": {"start": "2007-01-01", "end": "2009-12-31"},
@@ -53,7 +54,6 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("-p", "--parameter", nargs=2, action="append", default=[])
     args = parser.parse_args()
-    OUT.mkdir(parents=True, exist_ok=True)
     results, lines = {}, []
     with tempfile.TemporaryDirectory() as tmp:
         os.environ["ROICAST_WORKDIR"] = tmp
@@ -66,9 +66,7 @@ def main() -> None:
             lines += [f"### {label}", "", f"Test targets {data['n_test']} days to {data['end']}, "
                       f"{len(data['assets'])} assets; training from {data['start']}.", "",
                       *table(metrics), ""]
-    (OUT / "quality.json").write_text(json.dumps(results, indent=2, default=str))
-    (OUT / "quality.md").write_text("\n".join(lines))
-    print("\n".join(lines))
+    save_results("quality", results, "\n".join(lines))
 
 
 if __name__ == "__main__":

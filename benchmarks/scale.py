@@ -21,10 +21,8 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from results import save_results
 
-from roicast import paths
-
-OUT = paths.REPO_ROOT / "reports" / "benchmarks"
 TRADING_DAYS = 252
 
 
@@ -103,7 +101,6 @@ def main() -> None:
     if args.measure:
         print(json.dumps(measure(Path(args.measure))))
         return
-    OUT.mkdir(parents=True, exist_ok=True)
     results = []
     with tempfile.TemporaryDirectory() as tmp:
         for n_assets in args.assets:
@@ -117,9 +114,7 @@ def main() -> None:
                           **json.loads(done.stdout.strip().splitlines()[-1])}
                 results.append(result)
                 print(markdown([result]).splitlines()[2], flush=True)
-    (OUT / "scale.json").write_text(json.dumps(results, indent=2))
-    (OUT / "scale.md").write_text(markdown(results))
-    print(markdown(results))
+    save_results("scale", results, markdown(results))
 
 
 if __name__ == "__main__":

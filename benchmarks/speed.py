@@ -19,11 +19,11 @@ import tempfile
 from pathlib import Path
 
 import pandas as pd
+from results import save_results
 
 from roicast import paths
 
 HERE = Path(__file__).resolve().parent
-OUT = paths.REPO_ROOT / "reports" / "benchmarks"
 CONFIGS = {
     "guide script": [sys.executable, str(HERE / "reference" / "guide_train.py")],
     "roicast, architecture=guide, smoothed input": [
@@ -80,7 +80,6 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--epochs", type=int, default=15)
     args = parser.parse_args()
-    OUT.mkdir(parents=True, exist_ok=True)
     results: dict[str, list[dict]] = {name: [] for name in CONFIGS}
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
     with tempfile.TemporaryDirectory() as tmp:
@@ -94,9 +93,7 @@ def main() -> None:
                 epoch = statistics.median(results[name][-1]["epoch_seconds"][1:])
                 print(f"repeat {repeat + 1}: {name}: median epoch {epoch:.3f} s", flush=True)
     summary = {name: summarise(runs) for name, runs in results.items()}
-    (OUT / "speed.json").write_text(json.dumps({"summary": summary, "runs": results}, indent=2))
-    (OUT / "speed.md").write_text(markdown(summary, args.epochs, args.repeats))
-    print((OUT / "speed.md").read_text())
+    save_results("speed", {"summary": summary, "runs": results}, markdown(summary, args.epochs, args.repeats))
 
 
 if __name__ == "__main__":

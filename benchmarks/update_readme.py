@@ -9,10 +9,9 @@ Usage: python benchmarks/update_readme.py
 import re
 from pathlib import Path
 
-from roicast import paths
+from results import RESULTS
 
 HERE = Path(__file__).resolve().parent
-RESULTS = paths.REPO_ROOT / "reports" / "benchmarks"
 
 
 def main() -> None:

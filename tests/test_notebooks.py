@@ -104,12 +104,17 @@ def test_same_seed_gives_the_same_metrics(in_tiny_run):
                     (space, name, key)
 
 
-def test_walk_forward_and_multi_step_are_recorded_by_evaluate(in_tiny_run, capsys):
-    shutil.copytree(paths.run_dir("tiny"), paths.run_dir("tiny-wf"))
-    code = main(["run", "--only", "04", "--run-id", "tiny-wf", "-p", "walk_forward_folds", "2",
-                 "-p", "horizon_steps", "3"])
+def _rerun_copy(run_id: str, only: str, overrides: dict, capsys) -> dict:
+    """Re-run notebooks `only` on a copy of the tiny run with `overrides`; its metrics.json."""
+    shutil.copytree(paths.run_dir("tiny"), paths.run_dir(run_id))
+    flags = [part for name, value in overrides.items() for part in ("-p", name, value)]
+    code = main(["run", "--only", only, "--run-id", run_id, *flags])
     assert code == 0, capsys.readouterr().err
-    metrics = _metrics("tiny-wf")
+    return _metrics(run_id)
+
+
+def test_walk_forward_and_multi_step_are_recorded_by_evaluate(in_tiny_run, capsys):
+    metrics = _rerun_copy("tiny-wf", "04", {"walk_forward_folds": "2", "horizon_steps": "3"}, capsys)
     folds = pd.DataFrame(metrics["walk_forward"]["folds"])
     last_ridge = folds.query("fold == 2 and space == 'scaled' and predictor == 'ridge' and metric == 'r2'")
     assert last_ridge["value"].item() == pytest.approx(metrics["metrics"]["scaled"]["ridge"]["r2"])
@@ -123,11 +128,8 @@ def test_walk_forward_and_multi_step_are_recorded_by_evaluate(in_tiny_run, capsy
 
 
 def test_ensemble_members_take_the_hyper_parameter_variants_in_turn(in_tiny_run, capsys):
-    shutil.copytree(paths.run_dir("tiny"), paths.run_dir("tiny-variants"))
-    code = main(["run", "--only", "05", "--run-id", "tiny-variants", "-p", "n_members", "3",
-                 "-p", "member_variants", "[{dense_units: 8}, {dropout_lstm: 0.1}]"])
-    assert code == 0, capsys.readouterr().err
-    metrics = _metrics("tiny-variants")
+    metrics = _rerun_copy("tiny-variants", "05", {
+        "n_members": "3", "member_variants": "[{dense_units: 8}, {dropout_lstm: 0.1}]"}, capsys)
     assert [m["variant"] for m in metrics["members"]] == [{}, {"dense_units": 8}, {"dropout_lstm": 0.1}]
     assert metrics["metrics"]["scaled"]["ensemble"]["r2"] != metrics["metrics"]["scaled"]["hybrid"]["r2"]
 
