@@ -18,7 +18,7 @@ import matplotlib
 
 from roicast import paths
 from roicast.config import RunParams
-from roicast.runner import declared_parameters
+from roicast.store import declared_parameters
 
 README = paths.REPO_ROOT / "README.md"
 SKILL_FIGURE = paths.REPO_ROOT / "docs" / "skill.png"

@@ -35,7 +35,7 @@ def test_an_impossible_value_is_refused(capsys):
 def test_only_without_earlier_steps_says_what_is_missing(capsys):
     code, err = _run(capsys, "--only", "04_evaluate", "--run-id", "fresh")
     assert code == 2
-    assert "model.keras" in err and "03_train" in err
+    assert "prices.parquet" in err and "01_collect" in err
 
 
 def test_only_rejects_unknown_notebooks(capsys):
@@ -88,3 +88,52 @@ def test_member_variants_come_from_the_command_line_and_are_checked():
         validate_params({"member_variants": [{"seq_len": 30}]})
     with pytest.raises(ParameterError, match="dropout_lstm"):
         validate_params({"member_variants": [{"dropout_lstm": 1.5}]})
+
+
+@pytest.mark.parametrize("values, message", [
+    ({"seed": 2**32}, "parameter 'seed': Input should be less than or equal to 4294967295"),
+    ({"seed": 2**32 - 3, "n_members": 5}, "the last ensemble member's seed, must not exceed 4294967295"),
+    ({"epochs": 1_000_000}, "parameter 'epochs': Input should be less than or equal to 10000"),
+    ({"batch_size": 10**7}, "parameter 'batch_size'"),
+    ({"attention_heads": 1000}, "parameter 'attention_heads'"),
+    ({"dense_units": 10**6}, "parameter 'dense_units'"),
+    ({"lstm_units": [64, 100_000]}, "lstm_units must be two integers from 1 to 4096"),
+    ({"learning_rate": 5}, "parameter 'learning_rate'"),
+    ({"weight_decay": float("nan")}, "parameter 'weight_decay': Input should be a finite number"),
+    ({"trading_cost_bps": float("inf")}, "parameter 'trading_cost_bps'"),
+    ({"min_lr": 0.01}, r"min_lr \(0.01\) must stay below the learning rate \(0.001\)"),
+    ({"run_id": "r" * 101}, "parameter 'run_id'"),
+    ({"csv_date_format": "dd/mm/yyyy"}, "is not a date format; write one with strftime codes"),
+    ({"csv_decimal": ";"}, "parameter 'csv_decimal'"),
+])
+def test_every_bound_is_checked_before_anything_runs(values, message):
+    with pytest.raises(ParameterError, match=message):
+        validate_params(values)
+
+
+def test_the_largest_seed_numpy_takes_is_accepted():
+    import numpy as np
+
+    params = validate_params({"seed": 2**32 - 2, "n_members": 2})
+    np.random.default_rng(params.seed + params.n_members - 1)
+    np.random.seed(params.seed + params.n_members - 1)
+
+
+def test_a_seed_numpy_refuses_stops_the_command_line_before_01_runs(capsys):
+    code, err = _run(capsys, "-p", "seed", str(2**32))
+    assert code == 2 and "parameter 'seed'" in err and "4294967295" in err
+    assert not paths.runs_dir().exists()
+
+
+def test_an_unknown_parameter_suggests_the_nearest_one(capsys):
+    code, err = _run(capsys, "-p", "seq_lenn", "30")
+    assert code == 2 and "unknown parameter 'seq_lenn' (did you mean 'seq_len'?)" in err
+
+
+def test_version_prints_the_package_version(capsys):
+    import tomllib
+
+    with pytest.raises(SystemExit) as done:
+        main(["--version"])
+    version = tomllib.loads((paths.REPO_ROOT / "pyproject.toml").read_text())["project"]["version"]
+    assert done.value.code == 0 and capsys.readouterr().out == f"roicast {version}\n"

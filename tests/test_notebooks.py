@@ -7,8 +7,10 @@ within tolerances, not just "it ran". Tiny settings keep the chain under a minut
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
 
 import pandas as pd
 import pytest
@@ -138,6 +140,7 @@ def test_direction_task_runs_through_evaluate_and_ensemble(in_tiny_run, capsys):
     code = main(["run", "--only", "03,04,05", "--run-id", "tiny", "-p", "task", "direction"])
     assert code == 0, capsys.readouterr().err
     metrics = _metrics("tiny")
+    assert len(list((paths.run_dir("tiny") / "logs" / "train").glob("events.*"))) == 1  # one training
     for name in ("hybrid", "majority"):
         assert 0.3 < metrics["classification"][name]["accuracy"] < 0.8
         assert "p_value_vs_majority" in metrics["classification"][name]
@@ -168,3 +171,96 @@ def test_nbval_outputs_of_collect_and_preprocess_match(workdir):
                           env={**os.environ, "ROICAST_WORKDIR": str(workdir)},
                           cwd=paths.NOTEBOOKS_DIR)
     assert done.returncode == 0, done.stdout[-3000:]
+
+
+def _signal_run(argv: list[str], when, sig: int) -> tuple[int, str]:
+    """Start `roicast run` in a child process, send it `sig` once `when()` holds; its exit code and stderr."""
+    child = subprocess.Popen([sys.executable, "-m", "roicast", "run", *argv], stdout=subprocess.DEVNULL,
+                             stderr=subprocess.PIPE, text=True, env=os.environ.copy())
+    deadline = time.monotonic() + 120
+    while not when() and time.monotonic() < deadline and child.poll() is None:
+        time.sleep(0.5)
+    child.send_signal(sig)
+    _, err = child.communicate(timeout=120)
+    return child.returncode, err
+
+
+def test_ctrl_c_during_a_re_run_leaves_a_finished_run_as_it_was(in_tiny_run):
+    shutil.copytree(paths.run_dir("tiny"), paths.run_dir("tiny-int"))
+    ensemble_json = (paths.run_dir("tiny-int") / "ensemble.json").read_text()
+    kernel_log = paths.report_dir("tiny-int") / "05_ensemble.kernel.log"
+    code, err = _signal_run(["--only", "05", "--run-id", "tiny-int"],
+                            lambda: kernel_log.exists() and kernel_log.stat().st_size > 0, signal.SIGINT)
+    assert code == 130
+    assert err.strip().splitlines() == [
+        "roicast: run tiny-int interrupted during 05_ensemble; what finished before is kept. "
+        "Resume with: roicast run --resume --run-id tiny-int"]
+    assert _metrics("tiny-int")["status"] == "succeeded"
+    assert (paths.run_dir("tiny-int") / "ensemble.json").read_text() == ensemble_json
+
+
+def test_a_killed_run_shows_as_interrupted_and_resumes_from_its_last_finished_notebook(in_tiny_run):
+    run = paths.run_dir("tiny-term")
+    shutil.copytree(paths.run_dir("tiny"), run)
+    code, err = _signal_run(["--only", "03,04,05", "--run-id", "tiny-term"],
+                            lambda: (run / ".work" / "03_train").exists(), signal.SIGTERM)
+    assert code == 130 and "interrupted during 03_train" in err and "Traceback" not in err
+    record = json.loads((run / "run.json").read_text())
+    record["status"] = "running"  # as a SIGKILLed runner leaves it
+    (run / "run.json").write_text(json.dumps(record))
+    from roicast import store
+
+    store.remove_outputs(run, "04_evaluate")  # and nothing after 03 finished
+    assert store.run_status("tiny-term") == "interrupted"
+    assert main(["run", "--resume", "--run-id", "tiny-term"]) == 0
+    metrics = _metrics("tiny-term")
+    assert metrics["status"] == "succeeded" and set(metrics["timings_s"]) == set(paths.NOTEBOOKS)
+    assert not list(run.glob(".work/*/*"))
+
+
+def test_the_chain_ends_with_the_forecast_of_the_days_after_the_data(in_tiny_run):
+    frame = pd.read_parquet(paths.run_dir("tiny") / "forecasts" / "2022-12-28.parquet")
+    assert set(frame["model"]) == {"hybrid", "ensemble", "ridge", "persistence"}
+    assert set(frame["asset"]) == set(TINY["tickers"]) and set(frame["step"]) == {1, 2, 3, 4, 5}
+    assert frame["date"].min() == pd.Timestamp("2022-12-29")
+    assert (frame["lower_roi_pct"] <= frame["forecast_roi_pct"]).all()
+    assert (frame["forecast_roi_pct"] <= frame["upper_roi_pct"]).all()
+    step1 = frame[frame["step"] == 1]
+    assert step1["forecast_roi_pct"].to_numpy() == pytest.approx(
+        (step1["known_roi_pct"] + step1["implied_return_pct"] / 5).to_numpy(), abs=1e-9)
+    assert in_tiny_run[1]["forecast"]["asof"] == "2022-12-28" and in_tiny_run[1]["forecast"]["stale"]
+
+
+def test_a_forecast_inside_the_test_period_is_what_evaluate_recorded(in_tiny_run, capsys):
+    shutil.copytree(paths.run_dir("tiny"), paths.run_dir("tiny-fc"))
+    predictions = pd.read_parquet(paths.run_dir("tiny-fc") / "predictions.parquet")
+    target_day = sorted(predictions["date"].unique())[20]
+    prices = pd.read_parquet(paths.run_dir("tiny-fc") / "prices.parquet")
+    asof = prices.index[prices.index < target_day].max().strftime("%Y-%m-%d")
+    assert main(["forecast", "--run-id", "tiny-fc", "--asof", asof, "--quiet"]) == 0
+    assert "expected" not in capsys.readouterr().err
+    frame = pd.read_parquet(paths.run_dir("tiny-fc") / "forecasts" / f"{asof}.parquet")
+    for model in ("hybrid", "ridge", "persistence"):
+        ours = frame.query("step == 1 and model == @model").set_index("asset")["forecast_roi_pct"]
+        recorded = predictions[predictions["date"] == target_day].set_index("asset")[f"{model}_roi_pct"]
+        assert (ours - recorded.loc[ours.index]).abs().max() < 1e-6, model
+
+
+def test_a_csv_past_the_bundled_data_forecasts_past_its_own_last_date(in_tiny_run, tmp_path, capsys):
+    shutil.copytree(paths.run_dir("tiny"), paths.run_dir("tiny-csv"))
+    prices = pd.read_parquet(paths.run_dir("tiny-csv") / "prices.parquet")
+    later = pd.bdate_range("2022-12-29", periods=10)
+    extended = pd.concat([prices, pd.DataFrame([prices.iloc[-1] * 1.01] * 10, index=later)])
+    extended.index.name = "date"
+    extended.to_csv(tmp_path / "new.csv")
+    code = main(["forecast", "--run-id", "tiny-csv", "-p", "forecast_source", "csv",
+                 "-p", "forecast_csv_path", str(tmp_path / "new.csv"), "--quiet"])
+    assert code == 0, capsys.readouterr().err
+    info = _metrics("tiny-csv")["forecast"]
+    assert info["asof"] == later[-1].strftime("%Y-%m-%d")
+
+    extended.drop(columns=["KO"]).to_csv(tmp_path / "short.csv")
+    code = main(["forecast", "--run-id", "tiny-csv", "-p", "forecast_source", "csv",
+                 "-p", "forecast_csv_path", str(tmp_path / "short.csv"), "--quiet"])
+    err = capsys.readouterr().err
+    assert code == 2 and "lack KO" in err

@@ -8,7 +8,7 @@ from roicast.errors import DataError
 from roicast.preprocess import build_dataset
 
 keras = pytest.importorskip("keras")
-from roicast import models, training  # noqa: E402
+from roicast import backends, models, training  # noqa: E402
 
 TINY = dict(seq_len=20, lstm_units=[8, 4], attention_heads=2, attention_key_dim=4,
             dense_units=8, epochs=2, batch_size=64)
@@ -61,6 +61,7 @@ def test_training_writes_its_outputs_and_reloads_in_safe_mode(dataset, tmp_path)
     info = result.info
     assert info["epochs_run"] == 2 and len(info["epoch_seconds"]) == 2
     assert 1 <= info["best_epoch"] <= 2 and info["n_params"] > 0
+    assert info["backend"] == "tensorflow" and info["device"] == backends.device()
     reloaded = models.load_model(tmp_path / "model.keras")
     idx = dataset["test_idx"]
     np.testing.assert_allclose(training.predict(reloaded, dataset, idx),
@@ -117,7 +118,6 @@ def test_self_attention_matches_keras_multi_head_attention(dropout):
 
 def test_attention_scores_cover_every_step(dataset):
     model = models.build_model(20, 4, 2, RunParams(**TINY))
-    windows = training.window_dataset(dataset["features"], None, dataset["test_idx"][:3], 20, 3)
-    scores = models.attention_scores(model, windows.get_single_element())
+    scores = models.attention_scores(model, training.input_windows(dataset, dataset["test_idx"][:3]))
     assert tuple(scores.shape) == (3, 2, 20, 20)
     np.testing.assert_allclose(np.asarray(scores).sum(axis=-1), 1, rtol=1e-5)

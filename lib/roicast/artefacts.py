@@ -1,12 +1,14 @@
 """Read and write the files that carry state from one notebook to the next.
 
 Every write goes to a temporary name in the same folder and is renamed into place, so
-a run that fails halfway never leaves a half-written file behind. Every read of a
-missing file says which notebook writes it.
+a run that fails halfway never leaves a half-written file behind; files get the usual
+permissions (0644 under the common umask), as any other program's would. Which notebook
+writes which file is kept in `roicast.store`.
 """
 
 import json
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -18,18 +20,11 @@ import pandas as pd
 
 from roicast.errors import MissingArtefactError
 
-PRODUCER = {
-    "prices.parquet": "01_collect",
-    "collect.json": "01_collect",
-    "dataset.npz": "02_preprocess",
-    "scaler.json": "02_preprocess",
-    "preprocess.json": "02_preprocess",
-    "model.keras": "03_train",
-    "history.csv": "03_train",
-    "train.json": "03_train",
-    "predictions.parquet": "04_evaluate",
-    "metrics.json": "04_evaluate",
-}
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 @contextmanager
@@ -38,6 +33,7 @@ def atomic_path(path: Path) -> Iterator[Path]:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=f".tmp{path.suffix}")
+    os.fchmod(fd, 0o666 & ~_umask())  # mkstemp's 0600 would hide the file from colleagues
     os.close(fd)
     tmp_path = Path(tmp)
     try:
@@ -47,13 +43,13 @@ def atomic_path(path: Path) -> Iterator[Path]:
         tmp_path.unlink(missing_ok=True)
 
 
-def _jsonable(value: Any) -> Any:
+def jsonable(value: Any) -> Any:
     if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
+        return {str(k): jsonable(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
-        return [_jsonable(v) for v in value]
+        return [jsonable(v) for v in value]
     if isinstance(value, np.ndarray):
-        return _jsonable(value.tolist())
+        return jsonable(value.tolist())
     if isinstance(value, np.integer):
         return int(value)
     if isinstance(value, np.floating | float):
@@ -71,17 +67,22 @@ def _jsonable(value: Any) -> Any:
 def write_json(path: Path, data: dict) -> Path:
     """Write `data` as indented JSON; NaN and infinity become null, numpy types plain."""
     with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(_jsonable(data), indent=2) + "\n")
+        tmp.write_text(json.dumps(jsonable(data), indent=2) + "\n")
     return Path(path)
 
 
+def copy_file(source: Path, target: Path) -> Path:
+    """Copy a file so that readers of `target` see the old or the new file, never half of one."""
+    with atomic_path(target) as tmp:
+        shutil.copyfile(source, tmp)
+    return Path(target)
+
+
 def require(path: Path) -> Path:
-    """Return `path` if it exists, else raise naming the notebook that writes it."""
+    """Return `path` if it exists (`roicast.store.open_step` has said which notebook makes it)."""
     path = Path(path)
     if not path.exists():
-        producer = PRODUCER.get(path.name)
-        hint = f" Run {producer} for this run first." if producer else ""
-        raise MissingArtefactError(f"{path} does not exist.{hint}")
+        raise MissingArtefactError(f"{path} does not exist.")
     return path
 
 
@@ -109,12 +110,3 @@ def write_npz(path: Path, **arrays: np.ndarray) -> Path:
 def read_npz(path: Path) -> dict[str, np.ndarray]:
     with np.load(require(path), allow_pickle=False) as data:
         return {key: data[key] for key in data.files}
-
-
-def update_json(path: Path, **parts: Any) -> dict:
-    """Merge top-level keys into a JSON file (created if missing) and write it atomically."""
-    path = Path(path)
-    data = json.loads(path.read_text()) if path.exists() else {}
-    data.update(_jsonable(parts))
-    write_json(path, data)
-    return data

@@ -1,12 +1,13 @@
-"""Command line: `roicast run` executes the notebook chain, `roicast sweep` a parameter grid."""
+"""Command line: `roicast run` executes the notebook chain, `roicast forecast` the days after the
+data from a finished run, `roicast sweep` a parameter grid."""
 
 import argparse
 import json
 import sys
 from collections.abc import Sequence
 
-from roicast import paths
-from roicast.errors import RoicastError
+from roicast import __version__, paths
+from roicast.errors import ParameterError, RoicastError, RunInterrupted
 
 
 def _run_parser(sub) -> None:
@@ -18,7 +19,13 @@ def _run_parser(sub) -> None:
     run.add_argument("--run-id", help="name of the run folder (default: time and source)")
     run.add_argument("--only", help="comma-separated notebooks to run against an existing run, "
                                     "e.g. 04_evaluate,05_ensemble or 04,05")
+    run.add_argument("--resume", action="store_true",
+                     help="run the notebooks after the last one that finished in --run-id")
+    run.add_argument("--overwrite", action="store_true",
+                     help="replace an existing run of the same id (it is removed first)")
     run.add_argument("--with-code", action="store_true", help="show code cells in the HTML reports")
+    run.add_argument("--quiet", action="store_true",
+                     help="one line per notebook, without what the notebooks print while they run")
 
 
 def _print_headline(run_id: str) -> None:
@@ -42,11 +49,47 @@ def cmd_run(args: argparse.Namespace) -> int:
     from roicast.runner import resolve_params, run_chain
 
     only = [part.strip() for part in args.only.split(",")] if args.only else None
-    params = resolve_params(read_values(args.params, args.parameter), args.run_id, only)
-    result = run_chain(params, only=only, with_code=args.with_code)
+    if only and args.resume:
+        raise ParameterError("--only and --resume exclude each other: --resume picks the notebooks itself.")
+    params = resolve_params(read_values(args.params, args.parameter), args.run_id, only, args.resume)
+    result = run_chain(params, only=only, with_code=args.with_code, overwrite=args.overwrite,
+                       resume=args.resume, quiet=args.quiet)
     print(f"\nReport: {result.report_index}")
     _print_headline(result.run_id)
+    _print_forecast(result.run_id)
     return 0
+
+
+def cmd_forecast(args: argparse.Namespace) -> int:
+    from roicast.config import read_values
+    from roicast.runner import resolve_params, run_chain
+
+    values = read_values(args.params, args.parameter)
+    if args.asof:
+        values["asof"] = args.asof
+    params = resolve_params(values, args.run_id, ["06_forecast"])
+    run_chain(params, only=["06_forecast"], quiet=args.quiet)
+    _print_forecast(params.run_id)
+    return 0
+
+
+def _print_forecast(run_id: str) -> None:
+    """The latest forecast of a run: tomorrow per asset, highest expected return first."""
+    import pandas as pd
+
+    from roicast.forecast_table import expected_returns
+
+    section = paths.run_dir(run_id) / "forecast.json"
+    if not section.exists():
+        return
+    info = json.loads(section.read_text())["forecast"]
+    folder = paths.run_dir(run_id) / "forecasts"
+    table = pd.read_parquet(folder / f"{info['asof']}.parquet")
+    print(f"\nForecast of run {run_id} as of {info['asof']} for the next trading day "
+          f"({info['interval']:.0%} intervals; files in {folder}):")
+    print(expected_returns(table).round(3).to_string())
+    for note in info["notes"]:
+        print(f"note: {note}")
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
@@ -59,21 +102,37 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="roicast", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"roicast {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     _run_parser(sub)
+    ahead = sub.add_parser("forecast", help="forecast the days after the data from a finished run",
+                           description="Run 06_forecast alone against a finished run, with fresh prices "
+                           "from the run's source (or -p forecast_source / forecast_csv_path).")
+    ahead.add_argument("--run-id", required=True, help="the finished run whose network forecasts")
+    ahead.add_argument("--asof", metavar="YYYY-MM-DD",
+                       help="forecast as of this day (default: the newest price)")
+    ahead.add_argument("--params", metavar="FILE.yaml", help="YAML mapping of parameter names to values")
+    ahead.add_argument("-p", "--parameter", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
+                       help="set one parameter, e.g. -p forecast_days 10 (repeatable)")
+    ahead.add_argument("--quiet", action="store_true", help="only the forecast table")
     sweep = sub.add_parser("sweep", help="one full run per combination of a parameter grid")
     sweep.add_argument("--grid", required=True, metavar="GRID.yaml",
                        help="YAML mapping of parameter names to lists of values")
-    sweep.add_argument("--scheduler", help="address of an existing dask scheduler")
+    sweep.add_argument("--scheduler", help="address of an existing dask scheduler, e.g. "
+                       "tcp://127.0.0.1:8786 (it runs any code sent to it: keep it on localhost "
+                       "or use tls://); fails after 5 s if unreachable")
     sweep.add_argument("--workers", type=int, default=None, help="local workers (default: cores // 2)")
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    command = {"run": cmd_run, "sweep": cmd_sweep}[args.command]
+    command = {"run": cmd_run, "forecast": cmd_forecast, "sweep": cmd_sweep}[args.command]
     try:
         return command(args)
+    except RunInterrupted as exc:
+        print(f"roicast: {exc}", file=sys.stderr)
+        return 130
     except RoicastError as exc:
         print(f"roicast: error: {exc}", file=sys.stderr)
         return 2

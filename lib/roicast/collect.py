@@ -64,7 +64,9 @@ def _read(params: RunParams) -> tuple[pd.DataFrame, list[str] | None, dict]:
         return frame, params.tickers, {}
     if params.source == "csv":
         frame = sources.read_csv_prices(params.csv_path, params.csv_date_column, params.tickers,
-                                        params.start, params.end, params.history_years)
+                                        params.start, params.end, params.history_years,
+                                        date_format=params.csv_date_format,
+                                        decimal=params.csv_decimal, ticker=params.csv_ticker)
         return frame, params.tickers, {"csv_path": params.csv_path}
     tickers = params.tickers or list(config.DEFAULT_YAHOO_TICKERS)
     today = pd.Timestamp(datetime.now(UTC).date())

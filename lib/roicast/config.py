@@ -5,12 +5,16 @@ defaults as here (a test keeps them in sync); the runner validates the whole set
 `RunParams`, then hands each notebook only the names its cell declares.
 """
 
+import ast
+import difflib
+import os
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from roicast import paths
 from roicast.errors import ParameterError
 
 NSE_STOCKS = [
@@ -25,16 +29,21 @@ VARIANT_PARAMS = (
     "dropout_lstm", "dropout_dense", "epochs", "batch_size", "learning_rate", "weight_decay",
     "clipnorm", "lr_factor", "lr_patience", "min_lr", "early_stopping_patience",
 )  # fmt: skip  # what an ensemble member may change: its network and training, not the data
+SEED_MAX = 2**32 - 1  # NumPy's seeds are 32-bit; every ensemble member's seed must be one too
+MAX_UNITS = 4096  # per LSTM direction: far beyond any network this data supports
+IPYTHON_NAMES = frozenset({"In", "Out", "exit", "quit", "get_ipython"})  # what IPython defines
+PLAIN_LITERALS = (str, int, float, bool, type(None), list, dict)  # what papermill can inject
 
 
 class RunParams(BaseModel):
     """Every parameter of a run, with the guide's values as defaults where it has one."""
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
-    run_id: str = Field("interactive", pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$",
-                        description="Name of the run folder: letters, digits, '.', '_' or '-'.")
-    seed: int = Field(42, ge=0, description="Seed for Python, NumPy and Keras; fixes the numbers.")
+    run_id: str = Field("interactive", description="Name of the run folder: 1 to 100 letters, digits, "
+                        "'.', '_' or '-', starting with a letter or digit.")
+    seed: int = Field(42, ge=0, le=SEED_MAX,
+                      description="Seed for Python, NumPy and Keras; fixes the numbers.")
 
     # 01_collect
     source: Literal["sample", "yahoo", "csv"] = Field(
@@ -46,11 +55,22 @@ class RunParams(BaseModel):
     start: str | None = Field(None, description="First date, YYYY-MM-DD; None: end minus history_years.")
     end: str | None = Field(None, description="Last date, YYYY-MM-DD; None: the latest available.")
     history_years: float = Field(2.5, gt=0, le=50, description="Years of history when start is None.")
-    csv_path: str | None = Field(None, description="Your CSV file when source='csv' (wide or long layout).")
+    csv_path: str | None = Field(
+        None, description="Your CSV file when source='csv' (wide or long layout, or one asset's "
+        "OHLCV export); a relative path starts from the folder roicast is run in.")
     csv_date_column: str | None = Field(None, description="Date column of the CSV; None: detected by name.")
+    csv_date_format: str | None = Field(
+        None, description="Date format of the CSV, e.g. '%d/%m/%Y'; None: ISO dates, or day-first "
+        "or month-first as the data shows (a file that leaves it open stops and asks for this).")
+    csv_decimal: Literal[".", ","] | None = Field(
+        None, description="Decimal mark of the CSV's numbers; None: ',' when fields are separated "
+        "by ';' (or tabs) and numbers hold commas, else '.'.")
+    csv_ticker: str | None = Field(
+        None, min_length=1, description="Name of the asset of a one-asset CSV (an export with Open, "
+        "High, Low, Close, Adj Close, Volume; Adj Close is used, else Close); None: the file's name.")
     on_missing: Literal["drop", "error"] = Field(
         "drop", description="A ticker with no data: 'drop' it with a warning, or stop with an 'error'.")
-    min_assets: int = Field(2, ge=1, description="Fewest assets a run may continue with.")
+    min_assets: int = Field(2, ge=1, le=5000, description="Fewest assets a run may continue with.")
     max_fill_days: int = Field(5, ge=0, le=30,
                                description="Longest gap (trading days) a price is carried forward over.")
 
@@ -84,22 +104,27 @@ class RunParams(BaseModel):
         "'smoothed' change.")
     lstm_units: list[int] = Field([64, 32], min_length=2, max_length=2,
                                   description="Units per direction of the two bidirectional LSTM layers.")
-    attention_heads: int = Field(4, ge=1, description="Heads of the multi-head self-attention.")
-    attention_key_dim: int = Field(64, ge=1, description="Key dimension of each attention head.")
-    dense_units: int = Field(128, ge=1, description="Units of the ReLU dense layer.")
+    attention_heads: int = Field(4, ge=1, le=64, description="Heads of the multi-head self-attention.")
+    attention_key_dim: int = Field(64, ge=1, le=1024, description="Key dimension of each attention head.")
+    dense_units: int = Field(128, ge=1, le=8192, description="Units of the ReLU dense layer.")
     dropout_lstm: float = Field(0.2, ge=0, lt=1, description="Dropout after each LSTM layer.")
     dropout_dense: float = Field(0.3, ge=0, lt=1, description="Dropout after the dense layer.")
-    epochs: int = Field(120, ge=1, description="Most epochs; early stopping usually ends sooner.")
-    batch_size: int = Field(32, ge=1, description="Windows per gradient step.")
+    epochs: int = Field(120, ge=1, le=10_000, description="Most epochs; early stopping usually ends sooner.")
+    batch_size: int = Field(32, ge=1, le=65_536, description="Windows per gradient step.")
     learning_rate: float | None = Field(
-        None, gt=0, description="AdamW learning rate; None: 1e-3 for regression, 1e-4 for direction.")
-    weight_decay: float = Field(1e-4, ge=0, description="AdamW weight decay.")
+        None, gt=0, le=1, description="AdamW learning rate; None: 1e-3 for regression, 1e-4 for direction.")
+    weight_decay: float = Field(1e-4, ge=0, le=1, description="AdamW weight decay.")
     clipnorm: float | None = Field(
-        None, gt=0, description="Gradient clipping norm; None: off for regression, 1.0 for direction.")
+        None, gt=0, le=1000, description="Gradient clipping norm; None: off for regression, 1.0 for "
+        "direction.")
     lr_factor: float = Field(0.5, gt=0, lt=1, description="ReduceLROnPlateau factor.")
-    lr_patience: int = Field(5, ge=1, description="Epochs without improvement before the LR is cut.")
-    min_lr: float = Field(1e-6, gt=0, description="Lowest learning rate ReduceLROnPlateau may set.")
-    early_stopping_patience: int = Field(10, ge=1, description="Epochs without improvement before stopping.")
+    lr_patience: int = Field(5, ge=1, le=1000, description="Epochs without improvement before the LR is cut.")
+    min_lr: float = Field(1e-6, gt=0, le=0.1, description="Lowest learning rate ReduceLROnPlateau may set.")
+    early_stopping_patience: int = Field(10, ge=1, le=1000,
+                                         description="Epochs without improvement before stopping.")
+    backend: Literal["tensorflow", "torch", "jax"] = Field(
+        "tensorflow", description="Keras backend that trains the network: 'tensorflow' (the "
+        "reference numbers), 'torch' or 'jax' (see the README's 'On a GPU').")
 
     # 04_evaluate
     walk_forward_folds: int = Field(
@@ -117,7 +142,27 @@ class RunParams(BaseModel):
         "mapping of 03_train parameters, e.g. [{lstm_units: [32, 16]}, {dropout_lstm: 0.3}]; "
         "empty: every member is 03_train's network with its own seed.")
     interval: float = Field(0.9, gt=0, lt=1, description="Nominal coverage of the members' spread interval.")
-    trading_cost_bps: float = Field(5.0, ge=0, description="Cost per position change, in basis points.")
+    trading_cost_bps: float = Field(5.0, ge=0, le=1000,
+                                    description="Cost per position change, in basis points.")
+
+    # 06_forecast
+    asof: str | None = Field(None, description="Day the forecast is made on, YYYY-MM-DD (a day without "
+                             "prices rolls back to the trading day before); None: the newest price.")
+    forecast_days: int = Field(5, ge=1, le=60, description="Trading days after asof to forecast.")
+    max_staleness_days: int = Field(5, ge=0, le=10_000, description="Business days the newest price may "
+                                    "lie behind today before the forecast warns that it is stale.")
+    forecast_source: Literal["sample", "yahoo", "csv"] | None = Field(
+        None, description="Where the forecast's new prices come from; None: the run's own source.")
+    forecast_csv_path: str | None = Field(
+        None, description="A CSV of new prices for forecast_source='csv' (or a csv run); None: csv_path.")
+
+    @field_validator("run_id")
+    @classmethod
+    def _run_folder_name(cls, value: str) -> str:
+        try:
+            return paths.check_run_id(value)
+        except ParameterError as exc:
+            raise ValueError(str(exc)) from None
 
     @field_validator("tickers", "input_features", "lstm_units", mode="before")
     @classmethod
@@ -126,7 +171,7 @@ class RunParams(BaseModel):
             return [part.strip() for part in value.split(",") if part.strip()]
         return value
 
-    @field_validator("start", "end", mode="before")
+    @field_validator("start", "end", "asof", mode="before")
     @classmethod
     def _iso_date(cls, value: Any) -> str | None:
         if value is None:
@@ -137,6 +182,19 @@ class RunParams(BaseModel):
             return date.fromisoformat(str(value)).isoformat()
         except ValueError as exc:
             raise ValueError(f"'{value}' is not a date in YYYY-MM-DD form") from exc
+
+    @field_validator("csv_path", "forecast_csv_path")
+    @classmethod
+    def _absolute(cls, value: str | None) -> str | None:
+        return None if value is None else str(user_path(value))
+
+    @field_validator("csv_date_format")
+    @classmethod
+    def _strftime(cls, value: str | None) -> str | None:
+        if value is not None and "%" not in value:
+            raise ValueError(f"'{value}' is not a date format; write one with strftime codes, "
+                             "e.g. '%d/%m/%Y' for 31/12/2024 or '%m/%d/%Y' for 12/31/2024")
+        return value
 
     @model_validator(mode="after")
     def _consistent(self) -> "RunParams":
@@ -149,8 +207,14 @@ class RunParams(BaseModel):
         if self.walk_forward_folds == 1:
             raise ValueError("walk_forward_folds must be 0 (off) or at least 2; one fold is the "
                              "chain's own split")
-        if any(units < 1 for units in self.lstm_units):
-            raise ValueError("lstm_units must be two positive integers, e.g. [64, 32]")
+        if not all(1 <= units <= MAX_UNITS for units in self.lstm_units):
+            raise ValueError(f"lstm_units must be two integers from 1 to {MAX_UNITS}, e.g. [64, 32]")
+        if self.seed + self.n_members - 1 > SEED_MAX:
+            raise ValueError(f"seed + n_members - 1, the last ensemble member's seed, must not "
+                             f"exceed {SEED_MAX} (NumPy's largest seed)")
+        if self.min_lr >= self.resolved_learning_rate:
+            raise ValueError(f"min_lr ({self.min_lr:g}) must stay below the learning rate "
+                             f"({self.resolved_learning_rate:g})")
         for variant in self.member_variants:
             self._check_variant(variant)
         return self
@@ -183,6 +247,31 @@ class RunParams(BaseModel):
         return 1.0 if self.task == "direction" else None
 
 
+def user_path(text: str) -> Path:
+    """`text` as an absolute path; a relative one starts from the folder roicast was run in.
+
+    That is the working directory, except in a notebook opened in JupyterLab, whose kernel
+    runs in notebooks/: there a path that notebooks/ does not hold starts from the
+    repository root, as the README's examples do. The runner validates in its own process,
+    so the notebooks it starts (also in notebooks/) receive absolute paths.
+    """
+    path = Path(text).expanduser()
+    if path.is_absolute():
+        return path
+    cwd = Path(os.getcwd())
+    if cwd.resolve() == paths.NOTEBOOKS_DIR.resolve() and not (cwd / path).exists():
+        return paths.REPO_ROOT / path
+    return cwd / path
+
+
+def _unknown(name: str) -> str:
+    """'unknown parameter …' with the nearest parameter names, or all of them."""
+    close = difflib.get_close_matches(name, RunParams.model_fields, n=3)
+    if close:
+        return f"unknown parameter '{name}' (did you mean {' or '.join(repr(c) for c in close)}?)"
+    return f"unknown parameter '{name}'. Known parameters: {', '.join(sorted(RunParams.model_fields))}"
+
+
 def _describe(name: str) -> str:
     field = RunParams.model_fields.get(name)
     return field.description if field and field.description else ""
@@ -202,8 +291,7 @@ def validate_params(values: dict[str, Any]) -> RunParams:
                 lines.append(message)
                 continue
             if error["type"] == "extra_forbidden":
-                known = ", ".join(sorted(RunParams.model_fields))
-                lines.append(f"unknown parameter '{head}'. Known parameters: {known}")
+                lines.append(_unknown(head))
                 continue
             got = error.get("input")
             shown = "" if isinstance(got, dict) else f" (got {got!r})"
@@ -245,12 +333,56 @@ def load_params(params_file: Path | None = None,
     return validate_params(read_values(params_file, overrides))
 
 
+def _literal_assignments(source: str) -> set[str]:
+    """Names a cell assigns if it holds nothing but `name = literal` lines, else none.
+
+    Those are the cells that set parameters: the `parameters` cell and the one papermill
+    injects after it (tests/test_project.py keeps the former literal-only).
+    """
+    try:
+        body = ast.parse(source).body
+    except SyntaxError:
+        return set()
+    if not body or not all(isinstance(node, ast.Assign) and _is_literal(node.value) for node in body):
+        return set()
+    return {target.id for node in body for target in node.targets if isinstance(target, ast.Name)}
+
+
+def _is_literal(node: ast.expr) -> bool:
+    try:
+        ast.literal_eval(node)
+    except (ValueError, TypeError):
+        return False
+    return True
+
+
+def unknown_names(namespace: dict[str, Any]) -> list[str]:
+    """Globals of a notebook that look like parameters but are none: typos such as seq_lenn.
+
+    A candidate holds a plain literal (what papermill injects), is not private, not a
+    parameter and not one of IPython's names. In a kernel, whose input history is `In`,
+    only names set by literal-only cells count, so the notebook's own variables (a dict
+    read from train.json, a list built later) never do.
+    """
+    history = namespace.get("In")
+    names = set().union(*map(_literal_assignments, history)) if isinstance(history, list) else set(namespace)
+    return sorted(name for name in names
+                  if name in namespace and isinstance(namespace[name], PLAIN_LITERALS)
+                  and not name.startswith("_") and name not in RunParams.model_fields
+                  and name not in IPYTHON_NAMES)
+
+
 def notebook_params(namespace: dict[str, Any], *saved: dict[str, Any]) -> RunParams:
     """Validate the parameters a notebook defined (its `parameters` cell) over saved ones.
 
     `saved` are the parameters earlier notebooks recorded (preprocess.json's, train.json's),
     later ones overriding earlier ones; the notebook's own parameters override them all.
+    A name that is no parameter (papermill's `-p seq_lenn 30` only warns) stops the notebook
+    with a `ParameterError`, whoever ran it.
     """
+    unknown = unknown_names(namespace)
+    if unknown:
+        raise ParameterError("Invalid parameters:\n  - " + "\n  - ".join(map(_unknown, unknown)))
     merged: dict[str, Any] = {}
     for values in saved:
         merged.update(values)

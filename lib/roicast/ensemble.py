@@ -22,11 +22,10 @@ from pathlib import Path
 
 import keras
 import numpy as np
-import tensorflow as tf
 
-from roicast.artefacts import atomic_path, read_json, update_json
+from roicast.artefacts import atomic_path, write_json
+from roicast.backends import gpu_available, limit_threads
 from roicast.config import RunParams
-from roicast.models import tf_gpu_available
 from roicast.training import predict, train
 
 
@@ -67,12 +66,6 @@ def _as_member(model: keras.Model, arrays: dict, seed: int, variant: dict, info:
                   predict(model, arrays, arrays["test_idx"]), predict(model, arrays, arrays["val_idx"]))
 
 
-def limit_threads(threads: int) -> None:
-    """Cap TensorFlow's thread pools: a worker process's initializer, run before any TF op."""
-    tf.config.threading.set_intra_op_parallelism_threads(threads)
-    tf.config.threading.set_inter_op_parallelism_threads(threads)
-
-
 def train_member(arrays: dict, params: RunParams, seed: int, out_dir: Path,
                  variant: dict | None = None) -> Member:
     """Train one member, save it as `member_<seed>.keras` in `out_dir`, forecast val and test."""
@@ -90,7 +83,7 @@ def parallel_workers(n_members: int) -> int:
     """Worker processes for training `n_members`: one per core on a CPU; 0 (this process)
     with a GPU, a single core or a single member."""
     workers = min(n_members, os.cpu_count() or 1)
-    return 0 if workers < 2 or tf_gpu_available() else workers
+    return 0 if workers < 2 or gpu_available() else workers
 
 
 def _report(member: Member) -> None:
@@ -182,20 +175,20 @@ def verdict(table, metric: str = "r2") -> str:
             f"{'better' if better else 'NOT better'} than its average member.")
 
 
-def record(metrics_path: Path, members: list[Member], table, metrics: dict | None,
+def record(path: Path, members: list[Member], table, metrics: dict | None,
            seconds: float, coverage: dict) -> dict:
-    """Add the ensemble's rows, its members and its training time to metrics.json.
+    """Write ensemble.json: the ensemble's rows, its members and its training time.
 
+    It is 05's own section of metrics.json (`roicast.store.assemble_metrics` merges it in).
     `table` holds each member's scores (rows `member_<seed>`); `metrics` the ensemble's in
-    both spaces, None for the direction task, which 04_evaluate scores separately.
+    both spaces, None for the direction task.
     """
-    parts: dict = {"ensemble_fit_seconds": seconds, "interval_coverage": coverage, "members": []}
+    scored = ("mae", "rmse", "r2") if metrics else ()
+    parts: dict = {"ensemble_fit_seconds": seconds, "interval_coverage": coverage,
+                   "members": [{"seed": m.seed, "variant": m.variant, "val_loss": m.val_loss,
+                                **{k: table.loc[f"member_{m.seed}", k] for k in scored}}
+                               for m in members]}
     if metrics:
-        parts["members"] = [{"seed": m.seed, "variant": m.variant,
-                             **{k: table.loc[f"member_{m.seed}", k] for k in ("mae", "rmse", "r2")}}
-                            for m in members]
-        saved = read_json(metrics_path).get("metrics", {})
-        for space in metrics:
-            saved.setdefault(space, {})["ensemble"] = metrics[space]["ensemble"]
-        parts["metrics"] = saved
-    return update_json(metrics_path, **parts)
+        parts["metrics"] = {space: {"ensemble": metrics[space]["ensemble"]} for space in metrics}
+    write_json(path, parts)
+    return parts

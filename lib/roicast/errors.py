@@ -25,6 +25,18 @@ class MissingArtefactError(RoicastError, FileNotFoundError):
     """A notebook needs a file that an earlier step of the chain has not written yet."""
 
 
+class RunExistsError(RoicastError):
+    """A full run was asked for on an id that already holds a run (use --overwrite or --resume)."""
+
+
+class RunInUseError(RoicastError):
+    """Another process is writing this run."""
+
+
+class RunInterrupted(RoicastError):
+    """Ctrl-C or SIGTERM stopped the run; what had finished is kept."""
+
+
 class NotebookError(RoicastError):
     """A notebook of the chain failed; the message names the notebook, cell and error."""
 

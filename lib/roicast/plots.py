@@ -118,6 +118,25 @@ def plot_forecast_grid(frame: pd.DataFrame, predictors: list[str], column_suffix
     return fig
 
 
+def plot_forecast_fan(recent: pd.DataFrame, frame: pd.DataFrame, model: str) -> Figure:
+    """Per asset, the last days' actual smoothed ROI, then `model`'s forecast and its interval."""
+    fig, axes = _grid(len(recent.columns))
+    chosen = frame[frame["model"] == model]
+    for ax, asset in zip(axes, recent.columns, strict=False):
+        rows = chosen[chosen["asset"] == asset]
+        ax.plot(recent.index, recent[asset], color="black", linewidth=1, label="actual")
+        ax.fill_between(rows["date"], rows["lower_roi_pct"], rows["upper_roi_pct"],
+                        color=PREDICTOR_COLOURS.get(model, "C0"), alpha=0.25, label="interval")
+        ax.plot(rows["date"], rows["forecast_roi_pct"], color=PREDICTOR_COLOURS.get(model, "C0"),
+                marker=".", linewidth=1.2, label=model)
+        ax.axhline(0, color="0.7", linewidth=0.6)
+        ax.set_title(asset, fontsize=9)
+        ax.tick_params(labelsize=7)
+    axes[0].legend(fontsize=7)
+    fig.suptitle(f"Smoothed daily ROI (%): the last {len(recent)} days, then the {model} forecast")
+    return fig
+
+
 def plot_error_heatmap(per_asset: pd.DataFrame, metric: str = "mae") -> Figure:
     """One cell per asset and predictor: where forecasts go wrong."""
     table = per_asset.pivot(index="asset", columns="predictor", values=metric)
@@ -187,21 +206,35 @@ def plot_equity(cumulative: pd.DataFrame) -> Figure:
     return fig
 
 
-def plot_sweep(rows: list[dict], swept: list[str], metric_label: str = "R² (scaled, test)") -> Figure:
-    """The headline metric of each run against each swept parameter, baselines alongside."""
+SWEEP_LABELS = {"relative_loss": "validation loss / persistence's", "loss": "best validation loss"}
+
+
+def plot_sweep(rows: list[dict], swept: list[str], metric: str = "relative_loss",
+               chosen: str | None = None) -> Figure:
+    """Each succeeded run's validation figure against each swept parameter, the chosen run starred.
+
+    Validation only: the sweep chooses on it, and the test period stays a check of that choice.
+    """
     fig, axes = plt.subplots(1, max(len(swept), 1), figsize=(4.5 * max(len(swept), 1), 3.2),
                              squeeze=False, layout="constrained")
-    frame = pd.DataFrame([{**{k: str(v) for k, v in row["params"].items()},
-                           **{p: row[p] for p in ("hybrid", "ridge", "persistence")}}
-                          for row in rows if row["status"] == "succeeded"])
+    frame = pd.DataFrame([{**{k: str(v) for k, v in row["params"].items()}, "run_id": row["run_id"],
+                           "value": row["validation"][metric]} for row in rows
+                          if row["status"] == "succeeded" and row["validation"][metric] is not None])
     for ax, name in zip(axes.flat, swept, strict=False):
         if not frame.empty:
-            for predictor in ("hybrid", "ridge", "persistence"):
-                means = frame.groupby(name, sort=False)[predictor].mean()
-                ax.plot(means.index, means.to_numpy(), marker="o", label=predictor,
-                        color=PREDICTOR_COLOURS[predictor])
-        ax.set(title=name, xlabel=name, ylabel=metric_label)
-    axes.flat[0].legend()
+            ax.scatter(frame[name], frame["value"], color="C0", alpha=0.5, label="run")
+            means = frame.groupby(name, sort=False)["value"].mean()
+            ax.plot(means.index, means.to_numpy(), color="C0", label="mean")
+            best = frame[frame["run_id"] == chosen]
+            if not best.empty:
+                ax.scatter(best[name], best["value"], marker="*", s=200, color="C3", zorder=3,
+                           label="chosen")
+        if metric == "relative_loss":
+            ax.axhline(1, color=PREDICTOR_COLOURS["persistence"], linestyle=":", label="persistence")
+        ax.set(title=name, xlabel=name, ylabel=SWEEP_LABELS[metric])
+    if axes.flat[0].get_legend_handles_labels()[0]:
+        axes.flat[0].legend(fontsize=7)
+        fig.suptitle("Validation figure of each run (lower is better)")
     return fig
 
 

@@ -107,6 +107,58 @@ def to_roi_pct(scaled_target: np.ndarray, scalers: dict) -> np.ndarray:
     return scaler.inverse_transform(values.reshape(-1, values.shape[-1])).reshape(values.shape)
 
 
+def smoothed_and_raw(returns: pd.DataFrame, smooth_window: int,
+                     clip: tuple[pd.Series, pd.Series] | None) -> dict[str, pd.DataFrame]:
+    """The two daily series of a window: clipped returns' causal rolling mean, and the returns.
+
+    Both start at the first row with a full rolling window, so row k of each is the same day.
+    """
+    if clip is not None:
+        returns = returns.clip(lower=clip[0], upper=clip[1], axis=1)
+    return {"smoothed": smooth(returns, smooth_window).iloc[smooth_window - 1:],
+            "raw": returns.iloc[smooth_window - 1:]}
+
+
+def scale_series(series: dict[str, pd.DataFrame], scalers: dict[str, Scaler],
+                 input_features: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """(features of shape (days, assets, features), scaled target), with already fitted scalers."""
+    features = np.stack([scalers[name].transform(series[name].to_numpy())
+                         for name in input_features], axis=-1).astype(np.float32)
+    target = features[..., 0] if input_features[0] == "smoothed" else \
+        scalers["smoothed"].transform(series["smoothed"].to_numpy()).astype(np.float32)
+    return features, target
+
+
+def series_until(prices: pd.DataFrame, params: RunParams, scaler_json: dict) -> dict:
+    """The daily arrays of 02_preprocess up to the prices' last day, with the run's fitted clip
+    bounds and scalers (never refitted): what a forecast after that day starts from.
+
+    Same keys as dataset.npz except the split; sample index `len(features)` is the window that
+    ends on the last day.
+    """
+    returns = clean_returns(log_returns_pct(prices))
+    clip = scaler_json.get("clip")
+    if clip is None and params.clip_quantile is not None:
+        raise DataError("This run's scaler.json has no clip bounds; re-run 02_preprocess.")
+    bounds = None if clip is None else (pd.Series(clip["low"], index=returns.columns),
+                                        pd.Series(clip["high"], index=returns.columns))
+    series = smoothed_and_raw(returns, params.smooth_window, bounds)
+    if len(series["raw"]) < params.seq_len:
+        raise DataError(f"Too little history for a forecast: {len(series['raw'])} days of returns "
+                        f"after smoothing, and the network reads windows of {params.seq_len} days.")
+    scalers = {"smoothed": scaler_from_dict(scaler_json["target"]),
+               **{name: scaler_from_dict(state) for name, state in scaler_json["features"].items()}}
+    features, target = scale_series(series, scalers, params.input_features)
+    return {"features": features, "target": target, "target_pct": series["smoothed"].to_numpy(),
+            "raw_pct": series["raw"].to_numpy(),
+            "returns_pct": returns.iloc[params.smooth_window - 1:].to_numpy(),
+            "dates": series["smoothed"].index.to_numpy().astype("datetime64[D]"),
+            "assets": np.array(series["smoothed"].columns, dtype=str),
+            "feature_names": np.array(params.input_features, dtype=str),
+            "seq_len": np.array(params.seq_len), "horizon": np.array(params.horizon),
+            "smooth_window": np.array(params.smooth_window)}
+
+
 def build_dataset(prices: pd.DataFrame, params: RunParams,
                   split: dict[str, np.ndarray] | None = None) -> tuple[dict, dict, dict]:
     """Prices → (arrays for dataset.npz, scalers for scaler.json, summary for preprocess.json).
@@ -129,21 +181,15 @@ def build_dataset(prices: pd.DataFrame, params: RunParams,
         split = split_indices(samples, params.test_fraction, params.val_fraction, gap)
     last_train_row = int(split["train"][-1]) + params.horizon - 1 + (params.smooth_window - 1)
 
-    clipped = returns
+    clip = None
     if params.clip_quantile is not None:
-        low, high = fit_clip_bounds(returns.iloc[:last_train_row + 1], params.clip_quantile)
-        clipped = returns.clip(lower=low, upper=high, axis=1)
-    smoothed = smooth(clipped, params.smooth_window).iloc[params.smooth_window - 1:]
-    raw = clipped.iloc[params.smooth_window - 1:]
+        clip = fit_clip_bounds(returns.iloc[:last_train_row + 1], params.clip_quantile)
+    series = smoothed_and_raw(returns, params.smooth_window, clip)
+    smoothed, raw = series["smoothed"], series["raw"]
     train_rows = slice(0, int(split["train"][-1]) + params.horizon)
-
-    series = {"smoothed": smoothed, "raw": raw}
     scalers = {name: fit_scaler(params.scaler, frame.to_numpy()[train_rows])
                for name, frame in series.items()}
-    features = np.stack([scalers[name].transform(series[name].to_numpy())
-                         for name in params.input_features], axis=-1).astype(np.float32)
-    target = features[..., 0] if params.input_features[0] == "smoothed" else \
-        scalers["smoothed"].transform(smoothed.to_numpy()).astype(np.float32)
+    features, target = scale_series(series, scalers, params.input_features)
 
     arrays = {
         "features": features,
@@ -159,7 +205,8 @@ def build_dataset(prices: pd.DataFrame, params: RunParams,
         "smooth_window": np.array(params.smooth_window),
     }
     scaler_json = {"assets": list(smoothed.columns), "target": scaler_to_dict(scalers["smoothed"]),
-                   "features": {name: scaler_to_dict(scalers[name]) for name in params.input_features}}
+                   "features": {name: scaler_to_dict(scalers[name]) for name in params.input_features},
+                   "clip": None if clip is None else {"low": clip[0].tolist(), "high": clip[1].tolist()}}
     info = summarise(arrays, params, gap)
     return arrays, scaler_json, info
 

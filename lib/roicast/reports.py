@@ -5,16 +5,20 @@ links; `reports/index.html` lists every run, newest first. Both are rewritten wh
 run changes status, so a failed run shows as failed.
 """
 
-import shutil
+import json
+from datetime import UTC, datetime
 from pathlib import Path
 
 import nbformat
+import pandas as pd
 from jinja2 import Environment, PackageLoader, select_autoescape
 from nbconvert import HTMLExporter
 
-from roicast import paths
-from roicast.artefacts import atomic_path, update_json
+from roicast import paths, store
+from roicast.artefacts import atomic_path, copy_file, write_json
 from roicast.config import RunParams
+from roicast.errors import RoicastError
+from roicast.forecast_table import expected_returns
 
 HEADLINE_PREDICTORS = ("hybrid", "ensemble", "ridge", "persistence", "train_mean", "ceiling")
 
@@ -47,17 +51,37 @@ def headline_rows(metrics: dict) -> list[dict]:
     return rows
 
 
-def record_status(params: RunParams, status: str, timings: dict[str, float],
+def record_status(params: RunParams, notebooks: list[str], status: str, timings: dict[str, float],
                   error: str | None = None) -> Path:
-    """Write status and timings into metrics.json, copy it to the report, refresh both indexes."""
-    run_dir, report_dir = paths.run_dir(params.run_id), paths.report_dir(params.run_id)
-    metrics = update_json(run_dir / "metrics.json", run_id=params.run_id, status=status,
-                          params=params.model_dump(), timings_s=timings, error=error)
+    """Write the runner's record (run.json), assemble metrics.json, refresh the report pages."""
+    write_json(paths.run_dir(params.run_id) / store.RUN_RECORD, {
+        "run_id": params.run_id, "status": status, "notebooks": notebooks, "params": params.model_dump(),
+        "timings_s": timings, "error": error, "updated": datetime.now(UTC).isoformat(timespec="seconds")})
+    return publish(params.run_id)
+
+
+def publish(run_id: str) -> Path:
+    """Copy the run's metrics.json beside its report and rewrite both index pages."""
+    metrics = store.assemble_metrics(run_id)
+    report_dir = paths.report_dir(run_id)
     report_dir.mkdir(parents=True, exist_ok=True)
-    shutil.copy2(run_dir / "metrics.json", report_dir / "metrics.json")
+    copy_file(paths.run_dir(run_id) / store.METRICS, report_dir / store.METRICS)
     index = write_run_index(report_dir, metrics)
     write_reports_index()
     return index
+
+
+def latest_forecast(run_id: str, metrics: dict) -> list[dict]:
+    """Tomorrow's forecast per asset, highest expected return first; its fan chart is copied
+    beside the report as forecast.png."""
+    info = metrics.get("forecast")
+    folder = paths.run_dir(run_id) / "forecasts"
+    if not info or not (folder / f"{info['asof']}.parquet").exists():
+        return []
+    if (folder / f"{info['asof']}.png").exists():
+        copy_file(folder / f"{info['asof']}.png", paths.report_dir(run_id) / "forecast.png")
+    table = expected_returns(pd.read_parquet(folder / f"{info['asof']}.parquet"))
+    return table.reset_index().to_dict(orient="records")
 
 
 def write_run_index(report_dir: Path, metrics: dict) -> Path:
@@ -65,22 +89,39 @@ def write_run_index(report_dir: Path, metrics: dict) -> Path:
                   "seconds": metrics.get("timings_s", {}).get(nb)} for nb in paths.NOTEBOOKS]
     page = _templates.get_template("run.html").render(
         m=metrics, rows=headline_rows(metrics), notebooks=notebooks,
+        forecast=latest_forecast(metrics["run_id"], metrics),
         figures=sorted(p.name for p in report_dir.glob("*.png")))
     with atomic_path(report_dir / "index.html") as tmp:
         tmp.write_text(page, encoding="utf-8")
     return report_dir / "index.html"
 
 
-def collect_runs() -> list[dict]:
-    """Every run with a metrics.json under reports/, newest first."""
-    import json
+def _live_status(run_id: str, recorded: str | None) -> str | None:
+    """The run's status now: a run whose process died shows as interrupted, not running."""
+    try:
+        return store.run_status(run_id) if paths.run_dir(run_id).exists() else recorded
+    except RoicastError:
+        return recorded
 
+
+def collect_runs() -> list[dict]:
+    """Every run with a metrics.json under reports/, newest first; an unreadable one is listed
+    as such and skipped, so one bad file never stops the index."""
     runs = []
     for path in paths.reports_dir().glob("*/metrics.json"):
-        metrics = json.loads(path.read_text())
+        if not paths.RUN_ID_RULE.fullmatch(path.parent.name):
+            continue  # not a folder roicast made: never link to it
+        link = f"{path.parent.name}/index.html"
+        try:
+            metrics = json.loads(path.read_text())
+            mtime = path.stat().st_mtime
+            metrics["status"] = _live_status(path.parent.name, metrics.get("status"))
+        except (OSError, ValueError) as exc:
+            runs.append({"m": {"run_id": path.parent.name, "status": "unreadable", "error": str(exc)},
+                         "rows": {}, "mtime": 0.0, "link": link})
+            continue
         rows = {row["predictor"]: row for row in headline_rows(metrics)}
-        runs.append({"m": metrics, "rows": rows, "mtime": path.stat().st_mtime,
-                     "link": f"{path.parent.name}/index.html"})
+        runs.append({"m": metrics, "rows": rows, "mtime": mtime, "link": link})
     return sorted(runs, key=lambda run: run["mtime"], reverse=True)
 
 

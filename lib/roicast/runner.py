@@ -1,11 +1,15 @@
 """Run the notebook chain with papermill: validate once, run in order, report, stop on error.
 
 Each notebook receives only the parameters its `parameters` cell declares. A run's
-validated parameters are kept in `params.json`, so `--only` can re-run later steps of
-the same run with the same settings.
+validated parameters are kept in `params.json`, so `--only` and `--resume` can re-run
+later steps of the same run with the same settings. The runner holds the run's lock for
+the whole chain; a full run never lands on an existing run unless `overwrite` removes it
+first; an interrupted run says so and can be resumed.
 """
 
 import os
+import shutil
+import signal
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -16,22 +20,17 @@ import papermill
 from jupyter_client.manager import AsyncKernelManager
 from papermill.exceptions import PapermillExecutionError
 
-from roicast import paths, reports
+from roicast import paths, reports, store
 from roicast.artefacts import read_json, write_json
+from roicast.checkout import require_checkout
 from roicast.config import RunParams, validate_params
-from roicast.errors import MissingArtefactError, NotebookError, ParameterError
-
-NEEDS = {
-    "01_collect": (),
-    "02_preprocess": ("prices.parquet",),
-    "03_train": ("dataset.npz",),
-    "04_evaluate": ("dataset.npz", "scaler.json", "model.keras"),
-    "05_ensemble": ("dataset.npz", "scaler.json", "metrics.json"),
-}
-WRITER = {
-    "prices.parquet": "01_collect", "dataset.npz": "02_preprocess", "scaler.json": "02_preprocess",
-    "model.keras": "03_train", "metrics.json": "04_evaluate",
-}
+from roicast.errors import (
+    MissingArtefactError,
+    NotebookError,
+    ParameterError,
+    RunExistsError,
+    RunInterrupted,
+)
 
 
 def kernel_manager_logging_to(log_path: Path) -> type[AsyncKernelManager]:
@@ -84,90 +83,172 @@ def select_notebooks(only: Sequence[str] | None) -> list[str]:
     return [nb for nb in paths.NOTEBOOKS if nb in chosen]
 
 
-def check_inputs(notebooks: list[str], run_dir: Path) -> None:
-    """Fail before starting if a notebook's inputs exist neither on disk nor upstream in this run."""
-    produced: set[str] = set()
+def resume_notebooks(run_id: str) -> list[str]:
+    """The notebooks after the last one that finished (and is still current) in this run."""
+    done = store.complete_steps(paths.run_dir(run_id))
+    todo = [nb for nb in paths.NOTEBOOKS if nb not in done]
+    if not todo:
+        raise ParameterError(f"Run '{run_id}' is complete; nothing to resume. Use --only to "
+                             "re-run a notebook.")
+    return list(paths.NOTEBOOKS[paths.NOTEBOOKS.index(todo[0]):])
+
+
+def check_plan(notebooks: list[str], run_dir: Path) -> None:
+    """Fail before starting if a notebook's inputs are neither current on disk nor made earlier
+    in this plan."""
+    planned: set[str] = set()
     for nb in notebooks:
-        missing = [name for name in NEEDS[nb] if name not in produced and not (run_dir / name).exists()]
-        if missing:
-            files = ", ".join(f"{name} (written by {WRITER[name]})" for name in missing)
-            first = min(WRITER[name] for name in missing)
-            raise MissingArtefactError(
-                f"{nb} needs {files} in {run_dir}. Run {first} and the notebooks after it for "
-                f"this run first, or run the chain without --only.")
-        produced.update(name for name, writer in WRITER.items() if writer == nb)
+        for name in store.SPECS[nb].reads:
+            if store.PRODUCER[name] not in planned:
+                try:
+                    store.check_input(run_dir, nb, name)
+                except MissingArtefactError as exc:
+                    raise MissingArtefactError(f"{exc} Or run the chain without --only.") from None
+        planned.add(nb)
 
 
-def declared_parameters(notebook: str) -> list[str]:
-    return list(papermill.inspect_notebook(str(paths.notebook_path(notebook))))
+def resolve_params(values: dict, run_id: str | None, only: Sequence[str] | None,
+                   resume: bool = False) -> RunParams:
+    """Validate parameters and the run id, from `--run-id` or a `run_id` parameter.
 
-
-def resolve_params(values: dict, run_id: str | None, only: Sequence[str] | None) -> RunParams:
-    """Validate parameters; with --only, start from the run's saved parameters."""
+    With --only or --resume, start from the run's saved parameters.
+    """
+    require_checkout()
     select_notebooks(only)
-    if only:
-        run_id = run_id or latest_run_id()
+    chosen = values.get("run_id")
+    if run_id is not None and chosen is not None and chosen != run_id:
+        raise ParameterError(f"--run-id {run_id!r} and the parameter run_id={chosen!r} disagree; "
+                             "give one of them.")
+    run_id = run_id if run_id is not None else chosen
+    if only or resume:
+        run_id = paths.check_run_id(run_id or latest_run_id())
         saved = paths.run_dir(run_id) / "params.json"
         base = read_json(saved) if saved.exists() else {}
         return validate_params({**base, **values, "run_id": run_id})
-    params = validate_params(values)
-    return params.model_copy(update={"run_id": run_id or new_run_id(params.source)})
+    if run_id is None:
+        run_id = new_run_id(validate_params(values).source)
+    return validate_params({**values, "run_id": run_id})
 
 
 def _failure_message(notebook: str, exc: PapermillExecutionError) -> str:
-    first_line = (exc.evalue or "").strip().splitlines()[0] if exc.evalue else ""
-    return f"{notebook} failed in cell {exc.exec_count or exc.cell_index}: {exc.ename}: {first_line}"
+    message = " ".join((exc.evalue or "").split())
+    if len(message) > 2000:
+        message = message[:2000] + " …"
+    return f"{notebook} failed in cell {exc.exec_count or exc.cell_index}: {exc.ename}: {message}"
+
+
+class _Progress:
+    """What a notebook prints, passed on line by line as it comes (epochs of 03, members of 05)."""
+
+    def __init__(self, notebook: str, log: Callable[[str], None]):
+        self.prefix, self.log, self.pending = f"    {notebook[:2]} | ", log, ""
+
+    def write(self, text: str) -> None:
+        *lines, self.pending = (self.pending + text).split("\n")
+        for line in lines:
+            if line.strip():
+                self.log(self.prefix + line.rstrip())
+
+    def flush(self) -> None:
+        pass
+
+
+def _raise_interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt
+
+
+def prepare_run_dir(params: RunParams, notebooks: list[str], overwrite: bool) -> Path:
+    """The run folder, ready for these notebooks: a full run needs a new id or `overwrite`."""
+    run_dir, report_dir = paths.run_dir(params.run_id), paths.report_dir(params.run_id)
+    full = notebooks == list(paths.NOTEBOOKS)
+    if full and run_dir.exists() and any(run_dir.iterdir()):
+        if not overwrite:
+            raise RunExistsError(
+                f"Run '{params.run_id}' already exists ({store.run_status(params.run_id)}). Use "
+                "--overwrite to replace it, --resume or --only to re-run some of its notebooks, "
+                "or another --run-id.")
+        shutil.rmtree(run_dir)
+        shutil.rmtree(report_dir, ignore_errors=True)
+    check_plan(notebooks, run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    report_dir.mkdir(parents=True, exist_ok=True)
+    return run_dir
+
+
+def _execute(nb: str, params: RunParams, report_dir: Path, log: Callable[[str], None],
+             quiet: bool) -> None:
+    values = params.model_dump()
+    wanted = {k: values[k] for k in store.declared_parameters(nb)}
+    (report_dir / f"{nb}.kernel.log").unlink(missing_ok=True)
+    papermill.execute_notebook(str(paths.notebook_path(nb)), str(report_dir / f"{nb}.ipynb"),
+                               parameters=wanted, kernel_name="python3", progress_bar=False,
+                               cwd=str(paths.NOTEBOOKS_DIR),
+                               stdout_file=None if quiet else _Progress(nb, log),
+                               kernel_manager_class=kernel_manager_logging_to(
+                                   report_dir / f"{nb}.kernel.log"),
+                               extra_arguments=["--IPKernelApp.capture_fd_output=False"])
 
 
 def run_chain(params: RunParams, only: Sequence[str] | None = None, with_code: bool = False,
-              log: Callable[[str], None] = print) -> RunResult:
+              log: Callable[[str], None] = print, overwrite: bool = False, resume: bool = False,
+              quiet: bool = False) -> RunResult:
     """Execute the notebooks for one validated run; return its status and timings.
 
     On failure the chain stops, the failed notebook is still rendered, both index pages
-    mark the run failed, and `NotebookError` carries a one-line message.
+    mark the run failed, and `NotebookError` carries the notebook's error message. Ctrl-C
+    or SIGTERM stop it as interrupted (`RunInterrupted`), keeping what had finished.
     """
-    notebooks = select_notebooks(only)
-    run_dir, report_dir = paths.run_dir(params.run_id), paths.report_dir(params.run_id)
-    check_inputs(notebooks, run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    report_dir.mkdir(parents=True, exist_ok=True)
+    require_checkout()
+    notebooks = resume_notebooks(params.run_id) if resume else select_notebooks(only)
+    lock = store.acquire(params.run_id)
+    previous = signal.signal(signal.SIGTERM, _raise_interrupt)
+    try:
+        return _run_locked(params, notebooks, with_code, log, overwrite, quiet)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        lock.release()
+
+
+def _run_locked(params: RunParams, notebooks: list[str], with_code: bool, log: Callable[[str], None],
+                overwrite: bool, quiet: bool) -> RunResult:
+    run_dir = prepare_run_dir(params, notebooks, overwrite)
+    report_dir = paths.report_dir(params.run_id)
     write_json(run_dir / "params.json", params.model_dump())
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    values = params.model_dump()
+    os.environ[store.LOCKED_RUN_ENV] = params.run_id
     result = RunResult(params.run_id, "running")
-    if only and (run_dir / "metrics.json").exists():
-        earlier = read_json(run_dir / "metrics.json").get("timings_s") or {}
-        result.timings_s.update({nb: s for nb, s in earlier.items() if nb not in notebooks})
-    reports.record_status(params, result.status, result.timings_s)
+    result.timings_s = {nb: s for nb, s in store.read_record(params.run_id).get("timings_s", {}).items()
+                        if nb not in notebooks}
+    reports.record_status(params, notebooks, "running", result.timings_s)
     log(f"run {params.run_id}: {', '.join(notebooks)}")
-    for nb in notebooks:
-        executed = report_dir / f"{nb}.ipynb"
-        wanted = {k: values[k] for k in declared_parameters(nb)}
-        (report_dir / f"{nb}.kernel.log").unlink(missing_ok=True)
-        start = time.perf_counter()
-        try:
-            papermill.execute_notebook(str(paths.notebook_path(nb)), str(executed), parameters=wanted,
-                                       kernel_name="python3", progress_bar=False,
-                                       cwd=str(paths.NOTEBOOKS_DIR),
-                                       kernel_manager_class=kernel_manager_logging_to(
-                                           report_dir / f"{nb}.kernel.log"),
-                                       extra_arguments=["--IPKernelApp.capture_fd_output=False"])
-        except PapermillExecutionError as exc:
-            result.status, result.error = "failed", _failure_message(nb, exc)
-        except KeyboardInterrupt:
-            reports.record_status(params, "failed", result.timings_s, error=f"{nb} interrupted")
-            raise
-        except Exception as exc:  # the kernel died or could not start: still a failed run
-            result.status, result.error = "failed", f"{nb} failed: {type(exc).__name__}: {exc}"
-        result.timings_s[nb] = round(time.perf_counter() - start, 2)
-        if executed.exists():
-            reports.render_notebook(executed, with_code)
-        log(f"  {nb:<14} {result.timings_s[nb]:7.1f} s  {'FAILED' if result.error else 'ok'}")
-        if result.error:
-            break
+    nb = notebooks[0]
+    try:
+        for nb in notebooks:
+            log(f"  {nb} …")
+            start = time.perf_counter()
+            try:
+                _execute(nb, params, report_dir, log, quiet)
+            except PapermillExecutionError as exc:
+                result.status, result.error = "failed", _failure_message(nb, exc)
+            except KeyboardInterrupt:
+                raise
+            except Exception as exc:  # the kernel died or could not start: still a failed run
+                result.status, result.error = "failed", f"{nb} failed: {type(exc).__name__}: {exc}"
+            result.timings_s[nb] = round(time.perf_counter() - start, 2)
+            _render(report_dir / f"{nb}.ipynb", with_code)
+            log(f"  {nb:<14} {result.timings_s[nb]:7.1f} s  {'FAILED' if result.error else 'ok'}")
+            if result.error:
+                break
+    except KeyboardInterrupt:
+        reports.record_status(params, notebooks, "interrupted", result.timings_s,
+                              error=f"{nb} interrupted")
+        raise RunInterrupted(f"run {params.run_id} interrupted during {nb}; what finished before is "
+                             f"kept. Resume with: roicast run --resume --run-id {params.run_id}") from None
+    finally:
+        os.environ.pop(store.LOCKED_RUN_ENV, None)
     if result.status == "running":
         result.status = "succeeded"
-    result.report_index = reports.record_status(params, result.status, result.timings_s,
+    result.report_index = reports.record_status(params, notebooks, result.status, result.timings_s,
                                                 error=result.error)
     if result.error:
         html = report_dir / f"{nb}.html"
@@ -175,3 +256,7 @@ def run_chain(params: RunParams, only: Sequence[str] | None = None, with_code: b
         raise NotebookError(f"{result.error}\n{where}")
     return result
 
+
+def _render(executed: Path, with_code: bool) -> None:
+    if executed.exists():
+        reports.render_notebook(executed, with_code)

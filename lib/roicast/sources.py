@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from roicast import paths
+from roicast import csvformat, paths
 from roicast.cleaning import as_daily_index, parse_dates
 from roicast.errors import DataError, RoicastWarning
 
@@ -19,6 +19,10 @@ DATE_NAMES = ("date", "datetime", "timestamp", "time", "day")
 TICKER_NAMES = ("ticker", "symbol", "asset")
 PRICE_NAMES = ("adj close", "adj_close", "adjclose", "adjusted close", "close", "price")
 """Price columns of a long CSV in order of preference: adjusted prices first."""
+OHLCV_NAMES = ("open", "high", "low", "volume", "dividends", "stock splits")
+"""The other columns of one asset's export (Yahoo's, a broker's): never assets themselves."""
+HEAD_ROWS = 100
+"""Rows read first to find the date column, which the full read then keeps as text."""
 
 
 def resolve_period(start: str | None, end: str | None, history_years: float | None,
@@ -108,11 +112,66 @@ def _date_column(table: pd.DataFrame, date_column: str | None, path: Path) -> st
     return found
 
 
-def _read_table(path: Path) -> pd.DataFrame:
-    table = pd.read_csv(path)
-    if table.shape[1] == 1:
-        table = pd.read_csv(path, sep=None, engine="python")
+def _load(path: Path, date_column: str | None, decimal: str | None) -> tuple[pd.DataFrame, str]:
+    """The file's table and its date column, read as text so that no number becomes a date."""
+    head, dialect = csvformat.read(path, csvformat.sniff(path, decimal), nrows=HEAD_ROWS, dtype=str)
+    if head.empty:
+        raise DataError(f"CSV file {path} holds no rows.")
+    date_col = _date_column(head, date_column, path)
+    if head.shape[1] == 1:
+        raise DataError(f"{path} holds only its date column '{date_col}', no prices. A CSV needs "
+                        "one price column per asset (wide), or ticker and price columns (long).")
+    return csvformat.read(path, dialect, dtype={date_col: str})[0], date_col
+
+
+def _dated(table: pd.DataFrame, date_col: str, date_format: str | None, path: Path) -> pd.DataFrame:
+    """The table with its date column parsed; rows without a readable date dropped with a warning."""
+    table[date_col] = csvformat.read_dates(table[date_col], date_format,
+                                           f"Column '{date_col}' of {path}")
+    bad_dates = int(table[date_col].isna().sum())
+    if bad_dates == len(table):
+        raise DataError(f"Column '{date_col}' of {path} holds no readable dates. Use YYYY-MM-DD, "
+                        "give their format with csv_date_format, or name the right column with "
+                        "csv_date_column.")
+    if bad_dates:
+        warnings.warn(f"{path.name}: {bad_dates} row(s) with an unreadable date in "
+                      f"'{date_col}' ignored.", RoicastWarning, stacklevel=3)
+        table = table[table[date_col].notna()]
     return table
+
+
+def _one_asset(table: pd.DataFrame, date_col: str, path: Path,
+               ticker: str | None) -> pd.DataFrame | None:
+    """One asset's prices when the file holds only one: an OHLCV export or a lone price column.
+
+    The price is Adj Close, else Close (or Price); the asset is named `ticker`
+    (csv_ticker), else after the file. None when the file is not of that shape.
+    """
+    others = [str(c) for c in table.columns if c != date_col]
+    price = _find(others, PRICE_NAMES)
+    known = set(PRICE_NAMES) | set(OHLCV_NAMES)
+    if price is None or any(c.strip().lower() not in known for c in others):
+        return None
+    name = ticker or path.stem
+    if ticker is None:
+        warnings.warn(f"{path.name} holds one asset ({', '.join(others)}): its prices are "
+                      f"'{price}', named '{name}' after the file. Set csv_ticker to name the asset.",
+                      RoicastWarning, stacklevel=3)
+    return table.set_index(date_col)[[price]].set_axis([name], axis=1)
+
+
+def _wide(table: pd.DataFrame, date_col: str, path: Path) -> pd.DataFrame:
+    """Wide layout: every column besides the date is an asset."""
+    wide = table.set_index(date_col)
+    numeric = wide.apply(pd.to_numeric, errors="coerce").notna().any()
+    if not numeric.any():
+        comma = csvformat.looks_like_decimal_commas(wide)
+        advice = (f"Its numbers have decimal commas (e.g. '{comma}'): pass csv_decimal ','."
+                  if comma else f"Its columns: {', '.join(map(str, table.columns))}.")
+        raise DataError(f"{path} has no price column: no column besides '{date_col}' holds "
+                        f"numbers. {advice}")
+    wide.columns = [str(c).strip() for c in wide.columns]
+    return wide
 
 
 def _pivot_long(table: pd.DataFrame, date_col: str, ticker_col: str, price_col: str,
@@ -129,48 +188,48 @@ def _pivot_long(table: pd.DataFrame, date_col: str, ticker_col: str, price_col: 
     return wide
 
 
+def _layout(table: pd.DataFrame, date_col: str, path: Path, ticker: str | None) -> pd.DataFrame:
+    """Dates × assets from a long file, one asset's export, or a wide file, in that order."""
+    others = [c for c in table.columns if c != date_col]
+    ticker_col, price_col = _find(others, TICKER_NAMES), _find(others, PRICE_NAMES)
+    if ticker_col is None:
+        one = _one_asset(table, date_col, path, ticker)
+        if one is not None:
+            return one
+    if ticker is not None:
+        raise DataError(f"csv_ticker names the asset of a file that holds one (an export with "
+                        f"Open, High, Low, Close, Volume, or a lone price column), but {path} has "
+                        f"the columns {', '.join(map(str, table.columns))}. Leave csv_ticker out.")
+    if ticker_col is None:
+        return _wide(table, date_col, path)
+    if price_col is None:
+        raise DataError(f"{path} has a ticker column '{ticker_col}' but no price column "
+                        f"(one of: {', '.join(PRICE_NAMES)}). Its columns: "
+                        f"{', '.join(map(str, table.columns))}.")
+    return _pivot_long(table, date_col, ticker_col, price_col, path)
+
+
 def read_csv_prices(path: str | Path, date_column: str | None, tickers: list[str] | None,
-                    start: str | None, end: str | None,
-                    history_years: float | None = None) -> pd.DataFrame:
-    """Prices from a CSV file in wide or long layout.
+                    start: str | None, end: str | None, history_years: float | None = None, *,
+                    date_format: str | None = None, decimal: str | None = None,
+                    ticker: str | None = None) -> pd.DataFrame:
+    """Prices from a CSV file in wide or long layout, or one asset's OHLCV export.
 
     Wide: a date column and one price column per asset. Long: a date column, a ticker
     column (ticker, symbol or asset) and a price column (adj close, close or price), all
-    matched case-insensitively. The date column is found by name (date, datetime, timestamp,
-    time, day) unless `date_column` names it. Without `start`, the period covers
-    `history_years` before `end`, or the whole file when `history_years` is None.
+    matched case-insensitively. One asset: Open, High, Low, Close, Adj Close, Volume (or a
+    lone Close or Price), named `ticker` or after the file. The date column is found by
+    name (date, datetime, timestamp, time, day) unless `date_column` names it; its format
+    is `date_format` or read from the data (`csvformat.read_dates`). Encoding, delimiter
+    and decimal mark (`decimal` overrides it) come from the file (`csvformat.sniff`).
+    Without `start`, the period covers `history_years` before `end`, or the whole file
+    when `history_years` is None.
     """
     path = Path(path).expanduser()
     if not path.is_file():
         raise DataError(f"CSV file {path} does not exist. Check csv_path.")
-    table = _read_table(path)
-    if table.empty:
-        raise DataError(f"CSV file {path} holds no rows.")
-    date_col = _date_column(table, date_column, path)
-    others = [c for c in table.columns if c != date_col]
-    ticker_col, price_col = _find(others, TICKER_NAMES), _find(others, PRICE_NAMES)
-    table[date_col] = parse_dates(table[date_col])
-    bad_dates = int(table[date_col].isna().sum())
-    if bad_dates == len(table):
-        raise DataError(f"Column '{date_col}' of {path} holds no readable dates. "
-                        "Use YYYY-MM-DD, or name the right column with csv_date_column.")
-    if bad_dates:
-        warnings.warn(f"{path.name}: {bad_dates} row(s) with an unreadable date in "
-                      f"'{date_col}' ignored.", RoicastWarning, stacklevel=2)
-        table = table[table[date_col].notna()]
-    if ticker_col is not None:
-        if price_col is None:
-            raise DataError(f"{path} has a ticker column '{ticker_col}' but no price column "
-                            f"(one of: {', '.join(PRICE_NAMES)}). Its columns: "
-                            f"{', '.join(map(str, table.columns))}.")
-        wide = _pivot_long(table, date_col, ticker_col, price_col, path)
-    else:
-        wide = table.set_index(date_col)
-        numeric = wide.apply(pd.to_numeric, errors="coerce").notna().any()
-        if not numeric.any():
-            raise DataError(f"{path} has no price column: no column besides '{date_col}' "
-                            f"holds numbers. Its columns: {', '.join(map(str, table.columns))}.")
-        wide.columns = [str(c).strip() for c in wide.columns]
+    table, date_col = _load(path, date_column, decimal)
+    wide = _layout(_dated(table, date_col, date_format, path), date_col, path, ticker)
     wide.index = as_daily_index(wide.index)
     first, last = resolve_period(start, end, history_years, wide.index.max(), wide.index.min())
     return _select(wide, tickers, first, last, f"CSV file {path}")

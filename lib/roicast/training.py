@@ -5,33 +5,58 @@ The input pipeline gathers each batch's windows from the daily series inside tf.
 guide's callbacks (ReduceLROnPlateau, EarlyStopping, ModelCheckpoint) run beside
 TensorBoard, CSVLogger and TerminateOnNaN. On a GPU the LSTMs take the cuDNN path; with
 several GPUs the model is mirrored over them (tf.distribute.MirroredStrategy).
+
+That is the TensorFlow backend, the default, whose numbers the benchmarks and tests pin.
+On PyTorch or JAX (KERAS_BACKEND) the same windows come from a PyDataset
+(`roicast.batches`), there is no TensorBoard log (its writer is TensorFlow's), and
+TensorFlow need not be installed: roicast imports it only on its own backend (Keras
+itself still imports it wherever it is installed).
 """
 
 import os
 import random
 import shutil
 import time
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import keras
 import numpy as np
 import pandas as pd
-import tensorflow as tf
 from sklearn.utils.class_weight import compute_class_weight
 
+from roicast import backends
 from roicast.artefacts import atomic_path, write_json
 from roicast.baselines import SharedRidge, persistence
+from roicast.batches import WindowBatches
 from roicast.config import RunParams
 from roicast.errors import DataError
 from roicast.models import WeightedBinaryCrossentropy, build_model
 from roicast.preprocess import direction_labels
-from roicast.windows import targets_for
+from roicast.windows import make_windows, targets_for
+
+if TYPE_CHECKING:
+    import tensorflow as tf
 
 CHECKPOINT = "checkpoint.keras"  # ModelCheckpoint's copy while training; model.keras when done
 EVAL_BATCH = 256  # validation and prediction batches: the mean loss is the same, the passes fewer
-STEPS_PER_EXECUTION = 16  # batches per call into the graph: less Python between steps
+STEPS_PER_EXECUTION = 16  # batches per call into the graph: less Python between steps (not on torch)
 EPOCH_LOG = "history.partial.csv"  # CSVLogger's log while training; history.csv when done
+
+
+def distribution_strategy() -> "tf.distribute.Strategy":
+    """Mirror the model over every GPU when there are several; otherwise the one default device."""
+    import tensorflow as tf
+
+    gpus = tf.config.list_logical_devices("GPU")
+    return tf.distribute.MirroredStrategy() if len(gpus) > 1 else tf.distribute.get_strategy()
+
+
+def model_scope() -> AbstractContextManager:
+    """Where the model is built: TensorFlow's distribution strategy; on the other backends, one device."""
+    return distribution_strategy().scope() if backends.name() == "tensorflow" else nullcontext()
 
 
 def set_seed(seed: int) -> None:
@@ -39,13 +64,7 @@ def set_seed(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
     keras.utils.set_random_seed(seed)
-    tf.config.experimental.enable_op_determinism()
-
-
-def distribution_strategy() -> tf.distribute.Strategy:
-    """Mirror the model over every GPU when there are several; otherwise the one default device."""
-    gpus = tf.config.list_logical_devices("GPU")
-    return tf.distribute.MirroredStrategy() if len(gpus) > 1 else tf.distribute.get_strategy()
+    backends.make_deterministic()
 
 
 def check_finite(arrays: dict) -> None:
@@ -75,8 +94,10 @@ def training_targets(arrays: dict, indices: np.ndarray, params: RunParams) -> np
 
 
 def window_dataset(features: np.ndarray, targets: np.ndarray | None, indices: np.ndarray,
-                   seq_len: int, batch_size: int, shuffle: bool = False, seed: int = 0) -> tf.data.Dataset:
+                   seq_len: int, batch_size: int, shuffle: bool = False, seed: int = 0) -> "tf.data.Dataset":
     """Batches of (windows, targets), each window gathered from the daily series on the fly."""
+    import tensorflow as tf
+
     series = tf.constant(features.reshape(len(features), -1), dtype=tf.float32)
     offsets = tf.range(-seq_len, 0, dtype=tf.int64)
     indices = np.asarray(indices, dtype=np.int64)
@@ -92,6 +113,20 @@ def window_dataset(features: np.ndarray, targets: np.ndarray | None, indices: np
     return ds.prefetch(tf.data.AUTOTUNE)
 
 
+def window_batches(features: np.ndarray, targets: np.ndarray | None, indices: np.ndarray,
+                   seq_len: int, batch_size: int, shuffle: bool = False, seed: int = 0):
+    """The batches for the backend in use: tf.data on TensorFlow, a PyDataset on the others."""
+    if backends.name() == "tensorflow":
+        return window_dataset(features, targets, indices, seq_len, batch_size, shuffle, seed)
+    return WindowBatches(features, targets, indices, seq_len, batch_size, shuffle, seed)
+
+
+def input_windows(arrays: dict, indices: np.ndarray) -> np.ndarray:
+    """The network's inputs for some sample indices as one array, (n, seq_len, assets × features)."""
+    windows = make_windows(arrays["features"], indices, int(arrays["seq_len"]))
+    return windows.reshape(len(windows), windows.shape[1], -1)
+
+
 def compile_model(model: keras.Model, params: RunParams, class_weights=None) -> keras.Model:
     """AdamW with the guide's settings; MSE + MAE for regression, weighted BCE for direction."""
     optimizer = keras.optimizers.AdamW(learning_rate=params.resolved_learning_rate,
@@ -102,8 +137,8 @@ def compile_model(model: keras.Model, params: RunParams, class_weights=None) -> 
         metrics = [keras.metrics.BinaryAccuracy(name="accuracy"), keras.metrics.AUC(name="auc")]
     else:
         loss, metrics = "mse", ["mae"]
-    model.compile(optimizer=optimizer, loss=loss, metrics=metrics,
-                  steps_per_execution=STEPS_PER_EXECUTION)
+    steps = 1 if backends.name() == "torch" else STEPS_PER_EXECUTION  # Keras on torch takes only 1
+    model.compile(optimizer=optimizer, loss=loss, metrics=metrics, steps_per_execution=steps)
     return model
 
 
@@ -141,8 +176,9 @@ class EpochTimer(keras.callbacks.Callback):
 
 
 def make_callbacks(params: RunParams, work_dir: Path, timer: EpochTimer, verbose: int = 1) -> list:
-    """The guide's three callbacks plus TensorBoard, CSVLogger, TerminateOnNaN and a timer."""
-    return [
+    """The guide's three callbacks plus TensorBoard (TensorFlow backend only), CSVLogger,
+    TerminateOnNaN and a timer."""
+    callbacks = [
         keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=params.lr_factor,
                                           patience=params.lr_patience, min_lr=params.min_lr,
                                           verbose=verbose),
@@ -155,6 +191,9 @@ def make_callbacks(params: RunParams, work_dir: Path, timer: EpochTimer, verbose
         keras.callbacks.TerminateOnNaN(),
         timer,
     ]
+    if backends.name() == "tensorflow":
+        return callbacks
+    return [c for c in callbacks if not isinstance(c, keras.callbacks.TensorBoard)]
 
 
 @dataclass
@@ -183,14 +222,14 @@ def train(arrays: dict, params: RunParams, work_dir: Path, seed: int | None = No
     y_val = training_targets(arrays, arrays["val_idx"], params)
     class_weights = balanced_class_weights(y_train) if params.task == "direction" else None
 
-    with distribution_strategy().scope():
+    with model_scope():
         model = build_model(seq_len, n_assets, n_features, params, seed)
         if params.architecture == "highway" and params.task == "regression":
             warm_start_highway(model, arrays, train_idx)
         model = compile_model(model, params, class_weights)
-    train_ds = window_dataset(arrays["features"], y_train, train_idx, seq_len, params.batch_size,
+    train_ds = window_batches(arrays["features"], y_train, train_idx, seq_len, params.batch_size,
                               shuffle=True, seed=seed)
-    val_ds = window_dataset(arrays["features"], y_val, arrays["val_idx"], seq_len, EVAL_BATCH)
+    val_ds = window_batches(arrays["features"], y_val, arrays["val_idx"], seq_len, EVAL_BATCH)
     timer = EpochTimer()
     start = time.perf_counter()
     fit = model.fit(train_ds, validation_data=val_ds, epochs=params.epochs,
@@ -203,6 +242,7 @@ def train(arrays: dict, params: RunParams, work_dir: Path, seed: int | None = No
     best_epoch = int(history["val_loss"].idxmin()) + 1
     info = {
         "task": params.task, "architecture": params.architecture, "seed": seed,
+        "backend": backends.name(), "device": backends.device(),
         "epochs_run": len(history), "best_epoch": best_epoch,
         "best_val_loss": float(history["val_loss"].min()),
         "epoch_seconds": timer.seconds, "fit_seconds": fit_seconds,
@@ -219,7 +259,7 @@ def train(arrays: dict, params: RunParams, work_dir: Path, seed: int | None = No
 def predict(model: keras.Model, arrays: dict, indices: np.ndarray,
             batch_size: int = EVAL_BATCH) -> np.ndarray:
     """The model's outputs for the given sample indices, shape (len(indices), n_assets)."""
-    ds = window_dataset(arrays["features"], None, indices, int(arrays["seq_len"]), batch_size)
+    ds = window_batches(arrays["features"], None, indices, int(arrays["seq_len"]), batch_size)
     return model.predict(ds, verbose=0)
 
 

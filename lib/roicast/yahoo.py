@@ -10,7 +10,9 @@ that returns no rows means the ticker has no data.
 Every ticker is cached in its own parquet file under `data/cache/yahoo/`, described in
 `manifest.json` beside it. A later request downloads only the dates the cache does not
 cover yet and merges them in. A download that fails or returns nothing leaves the cached
-file untouched; when Yahoo cannot be reached, the cache stands in.
+file untouched; when Yahoo cannot be reached, the cache stands in. Several processes may
+share the cache (parallel sweeps): each ticker and the manifest have a lock, and a cache
+file that cannot be read is discarded with a warning and fetched again.
 """
 
 import logging
@@ -23,6 +25,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import quote
 
+import filelock
 import pandas as pd
 import yfinance as yf
 from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential
@@ -41,6 +44,7 @@ RETRY_WAIT = wait_exponential(multiplier=2, min=2, max=30)
 """Backoff between attempts (2, 4, 8 s); tests replace it with `tenacity.wait_none()`."""
 
 MANIFEST = "manifest.json"
+LOCK_WAIT_S = 600  # another process may be downloading the same ticker: wait for it, not forever
 OFFLINE_ENV = "ROICAST_OFFLINE"
 """Set to 1 to use only the cache, without contacting Yahoo Finance."""
 
@@ -144,16 +148,40 @@ def download(ticker: str, start: pd.Timestamp, end: pd.Timestamp) -> pd.DataFram
     return _retrying()(_download_once, ticker, start, end)
 
 
+def _lock(cache: Path, name: str) -> filelock.BaseFileLock:
+    folder = Path(cache) / ".locks"
+    folder.mkdir(parents=True, exist_ok=True)
+    return filelock.FileLock(folder / f"{name}.lock", timeout=LOCK_WAIT_S)
+
+
 def _read_manifest(cache: Path) -> dict:
     path = Path(cache) / MANIFEST
-    return artefacts.read_json(path) if path.exists() else {}
+    if not path.exists():
+        return {}
+    try:
+        manifest = artefacts.read_json(path)
+        if not isinstance(manifest, dict):
+            raise ValueError("not a mapping")
+        return manifest
+    except (OSError, ValueError) as exc:
+        warnings.warn(f"The cache manifest {path} is unreadable ({exc}); it is rebuilt from the "
+                      "cached files and new downloads.", RoicastWarning, stacklevel=2)
+        return {}
 
 
 def _read_cached(cache: Path, ticker: str) -> pd.DataFrame | None:
     path = cache_file(cache, ticker)
     if not path.exists():
         return None
-    frame = pd.read_parquet(path)
+    try:
+        frame = pd.read_parquet(path)
+        if "Close" not in frame.columns:
+            raise ValueError("no Close column")
+    except Exception as exc:  # any unreadable file: pyarrow raises several kinds
+        warnings.warn(f"The cached prices of {ticker} ({path}) are unreadable ({exc}); "
+                      "discarded and fetched again.", RoicastWarning, stacklevel=2)
+        path.unlink(missing_ok=True)
+        return None
     return frame if len(frame) else None
 
 
@@ -194,10 +222,14 @@ def _merge(cached: pd.DataFrame | None, parts: list[pd.DataFrame]) -> pd.DataFra
 
 def _record(cache: Path, manifest: dict, ticker: str, frame: pd.DataFrame,
             covered: tuple[pd.Timestamp, pd.Timestamp]) -> None:
-    """Describe the ticker's cache in the manifest: versions, time, rows, dates asked for."""
+    """Describe the ticker's cache in the manifest: versions, time, rows, dates asked for.
+
+    The manifest is re-read under its lock and only this ticker's entry changes, so two
+    processes that fetch different tickers never overwrite each other's entries.
+    """
     # Today's bar may still change: it is never counted as covered.
     last_final = max(min(covered[1], _today() - _DAY), covered[0])
-    manifest[ticker.upper()] = {
+    entry = {
         "yfinance_version": yf.__version__,
         "auto_adjust": True,
         "fetched_at": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -208,7 +240,11 @@ def _record(cache: Path, manifest: dict, ticker: str, frame: pd.DataFrame,
         "covered_end": last_final.strftime("%Y-%m-%d"),
         "file": cache_file(cache, ticker).name,
     }
-    artefacts.write_json(Path(cache) / MANIFEST, manifest)
+    with _lock(cache, MANIFEST):
+        current = _read_manifest(cache)
+        current[ticker.upper()] = entry
+        artefacts.write_json(Path(cache) / MANIFEST, current)
+    manifest[ticker.upper()] = entry
 
 
 def _fetch_one(ticker: str, start: pd.Timestamp, end: pd.Timestamp, cache: Path,
@@ -217,8 +253,17 @@ def _fetch_one(ticker: str, start: pd.Timestamp, end: pd.Timestamp, cache: Path,
     """Close prices of one ticker from the cache and/or Yahoo; None when there are none.
 
     After one ticker's download failed every retry (`unreachable` holds the error), the
-    others are not tried: they would only wait out the same retries.
+    others are not tried: they would only wait out the same retries. The ticker's lock is
+    held throughout, so a second process fetching it waits and then finds it cached.
     """
+    with _lock(cache, cache_file(cache, ticker).name):
+        manifest.update(_read_manifest(cache))
+        return _fetch_locked(ticker, start, end, cache, manifest, offline, info, unreachable)
+
+
+def _fetch_locked(ticker: str, start: pd.Timestamp, end: pd.Timestamp, cache: Path,
+                  manifest: dict, offline: bool, info: dict, unreachable: str | None
+                  ) -> pd.Series | None:
     cached = _read_cached(cache, ticker)
     covered = _coverage(manifest.get(ticker.upper()), cached)
     gaps = [] if offline else missing_ranges(covered, start, end)

@@ -1,0 +1,164 @@
+"""roicast's training on a GPU against the same network in plain PyTorch (benchmarks/plain_torch.py).
+
+For each Keras backend a fresh process (KERAS_BACKEND is read once, at Keras's import) runs
+roicast's own `training.train` on synthetic prices (scale.py's correlated random walks) for
+both networks, `guide` and the default `highway`, at batch 32 and 128; the PyTorch process also
+trains the plain PyTorch network on the same arrays, in the same process, on the same device.
+Reports the median seconds per epoch without the first (tracing and compilation), and
+roicast's ratio to plain PyTorch. The highway starts from its initial weights rather than
+the ridge fit (`skip_warm_start`). Runs on whatever accelerator is present, and needs no
+TensorFlow: see gpu_device.sh for a machine with PyTorch and JAX but nothing else.
+
+Usage: python benchmarks/gpu.py [--backends torch jax] [--epochs 4] [--budget 300]
+       [--data 20x2.5 500x20] [--batches 128 32] [--architectures guide highway]
+Writes reports/benchmarks/gpu.json and gpu.md.
+"""
+
+import argparse
+import importlib.metadata
+import importlib.util
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+from pathlib import Path
+
+from results import save_results
+
+RESULT = "RESULT "  # prefix of a measurement line on a measuring process's output
+
+
+def measure(backend: str, args: argparse.Namespace) -> None:
+    """In a process whose KERAS_BACKEND is `backend`: print one RESULT line per measurement."""
+    from scale import synthetic_prices
+
+    from roicast import backends, preprocess, training
+    from roicast.config import RunParams
+
+    plain = backend == "torch" and importlib.util.find_spec("torch") is not None
+    if plain:
+        import plain_torch
+    skip_warm_start(training)
+    deadline = time.time() + args.seconds
+    for data in args.data:
+        n_assets, years = data.split("x")
+        prices = synthetic_prices(int(n_assets), float(years))
+        arrays, _, _ = preprocess.build_dataset(prices, RunParams())
+        shape = {"data": data, "assets": int(n_assets), "days": len(prices),
+                 "train_windows": len(arrays["train_idx"])}
+        for batch in args.batches:
+            for architecture in args.architectures:
+                if time.time() > deadline:
+                    print(f"skipped {data} {architecture} {batch}: past the time budget", file=sys.stderr)
+                    continue
+                config = {**shape, "architecture": architecture, "batch": batch}
+                runs = [("roicast", backend)] + ([("plain PyTorch", "torch")] if plain else [])
+                for who, framework in runs:
+                    try:
+                        if who == "roicast":
+                            params = RunParams(architecture=architecture, batch_size=batch,
+                                               epochs=args.epochs, backend=backend)
+                            with tempfile.TemporaryDirectory() as work:
+                                info = training.train(arrays, params, Path(work), verbose=0).info
+                            seconds, device = info["epoch_seconds"], info["device"]
+                        else:
+                            seconds = plain_torch.train_epochs(arrays, architecture, batch, args.epochs)
+                            device = backends.device()
+                    except Exception:  # one failed configuration must not lose the others
+                        traceback.print_exc()
+                        continue
+                    line = {**config, "who": who, "backend": framework, "device": device,
+                            "epoch_seconds": seconds, "median_epoch_s": statistics.median(seconds[1:])}
+                    print(RESULT + json.dumps(line), flush=True)
+
+
+def skip_warm_start(training) -> None:
+    """Leave the highway at its initial weights: the ridge fit runs before the timed epochs and,
+    at 500 assets, takes longer than all of them; each epoch's work is the same without it."""
+    training.warm_start_highway = lambda model, arrays, train_indices: None
+
+
+def versions() -> dict:
+    found = {"python": platform.python_version()}
+    for name in ("keras", "torch", "jax", "tensorflow"):
+        try:
+            found[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    return found
+
+
+def run_backend(backend: str, seconds: float, argv: list[str]) -> list[dict]:
+    """One measuring process; its RESULT lines, also those printed before a crash."""
+    env = {**os.environ, "KERAS_BACKEND": backend, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    command = [sys.executable, __file__, "--measure", backend, "--seconds", str(seconds), *argv]
+    found = []
+    with subprocess.Popen(command, env=env, stdout=subprocess.PIPE, text=True) as process:
+        for line in process.stdout:
+            if line.startswith(RESULT):
+                found.append(json.loads(line[len(RESULT):]))
+                r = found[-1]
+                print(f"{r['who']} ({r['backend']}) {r['data']} {r['architecture']} batch {r['batch']}: "
+                      f"{r['median_epoch_s']:.3f} s per epoch on {r['device']}", flush=True)
+            else:
+                print(line, end="", flush=True)
+    return found
+
+
+def markdown(results: list[dict], epochs: int, found: dict) -> str:
+    devices = sorted({r["device"] for r in results}) or ["none"]
+    backends = sorted({r["backend"] for r in results if r["who"] == "roicast"})
+    table: dict[tuple, dict] = {}
+    for r in results:
+        key = (r["assets"], r["days"], r["train_windows"], r["architecture"], r["batch"])
+        table.setdefault(key, {})[r["who"] if r["who"] != "roicast" else r["backend"]] = r["median_epoch_s"]
+    head = "| data | network | batch | plain PyTorch (s) | " + " | ".join(
+        f"roicast on {b} (s) | ratio" for b in backends) + " |"
+    lines = [f"On {', '.join(devices)}; {', '.join(f'{k} {v}' for k, v in found.items())}. "
+             f"{epochs} epochs a run; median seconds per epoch without the first (tracing, "
+             "compilation). An epoch is the training pass and the validation pass; roicast's "
+             "includes its callbacks (checkpoint, CSV log). Ratio: roicast's time over plain PyTorch's.",
+             "", head, "|---|---|---|---|" + "---|---|" * len(backends)]
+    for (assets, days, windows, architecture, batch), row in sorted(
+            table.items(), key=lambda item: (item[0][0], item[0][3], -item[0][4])):
+        plain = row.get("plain PyTorch")
+        cells = [f"{row[b]:.3f} | {row[b] / plain:.1f}" if b in row and plain else
+                 (f"{row[b]:.3f} | —" if b in row else "— | —") for b in backends]
+        lines.append(f"| {assets} assets × {days} days ({windows} training windows) | {architecture} "
+                     f"| {batch} | {f'{plain:.3f}' if plain else '—'} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--backends", nargs="+", default=["torch", "jax"])
+    parser.add_argument("--epochs", type=int, default=4)
+    parser.add_argument("--budget", type=float, default=300,
+                        help="seconds for all backends; a configuration is not started after it")
+    parser.add_argument("--data", nargs="+", default=["500x20", "20x2.5"], help="ASSETSxYEARS")
+    parser.add_argument("--batches", type=int, nargs="+", default=[128, 32])
+    parser.add_argument("--architectures", nargs="+", default=["guide", "highway"])
+    parser.add_argument("--measure", help=argparse.SUPPRESS)
+    parser.add_argument("--seconds", type=float, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.measure:
+        measure(args.measure, args)
+        return
+    shared = ["--epochs", str(args.epochs), "--data", *args.data, "--batches", *map(str, args.batches),
+              "--architectures", *args.architectures]
+    start, results = time.time(), []
+    for k, backend in enumerate(args.backends):
+        share = start + args.budget * (k + 1) / len(args.backends) - time.time()
+        results += run_backend(backend, max(share, 0), shared)
+    found = versions()
+    save_results("gpu", {"versions": found, "epochs": args.epochs, "results": results},
+                 markdown(results, args.epochs, found))
+
+
+if __name__ == "__main__":
+    main()

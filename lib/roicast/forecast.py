@@ -1,0 +1,278 @@
+"""What a finished run expects for the trading days after its data (notebook 06).
+
+The run's network (and its ensemble members when 05 ran), its fitted clip bounds and scalers
+read new prices through the same code as 02 (`preprocess.series_until`), and forecast
+`days` trading days after `asof`. Several days ahead use the guide's recursive method
+(`multistep.recursive_forecast`): each day's forecast is fed back as if observed. Every model
+gets a split-conformal interval from its own validation errors at each step ahead, the method
+of 05's calibrated interval.
+
+The step-1 forecast as of a day inside the test period is, by construction, the number 04
+recorded in predictions.parquet for the next day: one computation, two uses.
+"""
+
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from roicast import artefacts, baselines, collect, models, multistep, paths, preprocess, store
+from roicast.config import RunParams, validate_params
+from roicast.errors import DataError, ParameterError, RoicastWarning
+from roicast.preprocess import to_roi_pct
+from roicast.windows import make_windows
+
+FORECASTS = "forecasts"
+SECTION = "forecast.json"  # 06's section of metrics.json: the latest forecast's summary
+RECENT_DAYS = 60  # days of actual values shown before the forecast in the fan chart
+COLUMNS = ["date", "asset", "step", "model", "method", "forecast_roi_pct", "lower_roi_pct",
+           "upper_roi_pct", "known_roi_pct", "implied_return_pct"]
+
+
+class Ensemble:
+    """The equal-weight mean of several networks, called like one Keras model."""
+
+    def __init__(self, members: list):
+        self.members = members
+
+    def predict(self, windows: np.ndarray, batch_size: int | None = None, verbose: int = 0) -> np.ndarray:
+        return np.mean([m.predict(windows, batch_size=batch_size, verbose=verbose)
+                        for m in self.members], axis=0)
+
+
+class RidgeOnWindows:
+    """The shared ridge baseline, fitted on the run's training windows, called like a Keras model."""
+
+    def __init__(self, dataset: dict):
+        self.n_features = dataset["features"].shape[2]
+        self.ridge = baselines.SharedRidge(int(dataset["seq_len"]), int(dataset["horizon"]))
+        self.ridge.fit(dataset["features"], dataset["target"], dataset["train_idx"])
+
+    def predict(self, windows: np.ndarray, batch_size: int | None = None, verbose: int = 0) -> np.ndarray:
+        n, steps, width = windows.shape
+        assets = width // self.n_features
+        rows = windows.reshape(n, steps, assets, self.n_features).transpose(0, 2, 1, 3)
+        return self.ridge.model.predict(rows.reshape(n * assets, -1)).reshape(n, assets)
+
+
+class LastValue:
+    """Persistence: tomorrow's smoothed value is today's (the window's last smoothed feature)."""
+
+    def __init__(self, feature_names: list[str]):
+        self.n_features, self.index = len(feature_names), feature_names.index("smoothed")
+
+    def predict(self, windows: np.ndarray, batch_size: int | None = None, verbose: int = 0) -> np.ndarray:
+        n, _, width = windows.shape
+        return windows[:, -1].reshape(n, width // self.n_features, self.n_features)[..., self.index]
+
+
+@dataclass
+class TrainedRun:
+    """What a forecast needs from a finished run."""
+
+    run_id: str
+    params: RunParams
+    scalers: dict
+    dataset: dict
+    predictors: dict  # name -> an object with Keras's `predict(windows, batch_size, verbose)`
+
+
+def run_params(run_id: str) -> RunParams:
+    """The parameters a run was made with: the runner's params.json, else what each step recorded."""
+    run_dir = paths.run_dir(run_id)
+    saved = run_dir / "params.json"
+    if saved.exists():
+        values = artefacts.read_json(saved)
+    else:
+        values = {k: v for entry in store.read_lineage(run_dir).values() for k, v in entry["params"].items()}
+    return validate_params({**values, "run_id": run_id})
+
+
+def load_run(run_id: str, params: RunParams) -> TrainedRun:
+    """The network, the ensemble (when 05 ran), the ridge and persistence of a finished run."""
+    run_dir = paths.run_dir(run_id)
+    dataset = artefacts.read_npz(run_dir / "dataset.npz")
+    network = models.load_model(run_dir / "model.keras")
+    predictors: dict = {"hybrid": network}
+    if params.task == "regression":
+        ensemble_ran = (run_dir / "ensemble.json").exists()
+        members = sorted((run_dir / "ensemble").glob("member_*.keras")) if ensemble_ran else []
+        if members:
+            predictors["ensemble"] = Ensemble([network, *(models.load_model(m) for m in members)])
+        predictors["ridge"] = RidgeOnWindows(dataset)
+        if "smoothed" in params.input_features:
+            predictors["persistence"] = LastValue(params.input_features)
+    return TrainedRun(run_id, params, artefacts.read_json(run_dir / "scaler.json"), dataset, predictors)
+
+
+def new_prices(params: RunParams, asof: str | None) -> pd.DataFrame:
+    """Prices through 01's source and rules (yahoo: the cache topped up; csv: `forecast_csv_path`),
+    up to `asof` when given."""
+    source = params.forecast_source or params.source
+    csv_path = params.forecast_csv_path or params.csv_path
+    updates = {"source": source, "csv_path": csv_path, "start": None, "end": asof,
+               "tickers": params.tickers, "on_missing": "drop"}
+    return collect.collect_prices(params.model_copy(update=updates)).prices
+
+
+def align_assets(prices: pd.DataFrame, assets: list[str]) -> pd.DataFrame:
+    """The trained assets in trained order: a missing one is an error (the input layout is
+    fixed), an extra one is ignored with a warning."""
+    missing = [a for a in assets if a not in prices.columns]
+    if missing:
+        raise DataError(f"The new prices lack {', '.join(missing)}, which the network was trained on; "
+                        f"its input has one slot per trained asset ({', '.join(assets)}). Supply prices "
+                        "for every one of them.")
+    extra = [a for a in prices.columns if a not in assets]
+    if extra:
+        warnings.warn(f"Ignoring {', '.join(extra)}: not among the assets the network was trained on.",
+                      RoicastWarning, stacklevel=2)
+    return prices[assets]
+
+
+def cut_at(prices: pd.DataFrame, asof: str | None) -> tuple[pd.DataFrame, pd.Timestamp, list[str]]:
+    """Prices up to `asof` (default: the newest day); a day without prices rolls back to the
+    trading day before, with a note."""
+    notes = []
+    if asof is None:
+        day = prices.index.max()
+    else:
+        wanted = pd.Timestamp(asof)
+        if wanted < prices.index.min():
+            raise ParameterError(f"asof {asof} is before the first price ({prices.index.min():%Y-%m-%d}).")
+        day = prices.index[prices.index <= wanted].max()
+        if day != wanted:
+            notes.append(f"{wanted:%Y-%m-%d} is not a trading day of these prices; the forecast is "
+                         f"as of the trading day before, {day:%Y-%m-%d}.")
+    return prices.loc[:day], day, notes
+
+
+def staleness_days(newest: pd.Timestamp, today: pd.Timestamp | None = None) -> int:
+    """Business days between the newest price and today."""
+    today = pd.Timestamp.today().normalize() if today is None else today
+    return max(0, len(pd.bdate_range(newest, today)) - 1)
+
+
+def future_dates(prices: pd.DataFrame, day: pd.Timestamp, days: int) -> list[pd.Timestamp]:
+    """The trading days after `day`: those in the data first, then business days."""
+    known = list(prices.index[prices.index > day][:days])
+    after = known[-1] if known else day
+    return known + list(pd.bdate_range(after + pd.Timedelta(days=1), periods=days - len(known)))
+
+
+def conformal_half_widths(predictor, run: TrainedRun, steps: int) -> np.ndarray:
+    """Per step ahead and asset, the `interval` quantile of the predictor's absolute validation
+    errors in ROI %, for forecasts made the same way (recursively) from validation days."""
+    dataset = run.dataset
+    origins = multistep.origins(dataset["val_idx"], steps)
+    scaled = multistep.recursive_forecast(predictor, dataset, run.scalers, origins, steps)
+    errors = [np.abs(to_roi_pct(scaled[h], run.scalers) - dataset["target_pct"][origins + h])
+              for h in range(steps)]
+    return np.stack([np.quantile(e, run.params.interval, axis=0) for e in errors])
+
+
+def forecast_frame(run: TrainedRun, arrays: dict, days: int, dates: list[pd.Timestamp]) -> pd.DataFrame:
+    """The long table of every model's forecast for each step and asset, with its interval.
+
+    `known_roi_pct` is the part of the smoothed target already observed on asof (four of the
+    five days of a 5-day mean at step 1), `implied_return_pct` the day's own return the forecast
+    implies.
+    """
+    origin = np.array([len(arrays["features"])])
+    window = run.params.smooth_window
+    raw = arrays["raw_pct"]
+    records = []
+    for name, predictor in run.predictors.items():
+        scaled = multistep.recursive_forecast(predictor, arrays, run.scalers, origin, days)[:, 0]
+        roi = to_roi_pct(scaled, run.scalers)
+        half = conformal_half_widths(predictor, run, days)
+        implied = np.empty_like(roi)
+        known_raw = list(raw[len(raw) - (window - 1):]) if window > 1 else []
+        for step in range(days):
+            recent = np.sum(known_raw[len(known_raw) - (window - 1):], axis=0) if window > 1 else 0
+            implied[step] = window * roi[step] - recent
+            known_raw.append(implied[step])
+        for step in range(days):
+            known = np.sum(raw[len(raw) - (window - 1 - step):], axis=0) / window \
+                if step < window - 1 else np.zeros(len(run.scalers["assets"]))
+            for k, asset in enumerate(run.scalers["assets"]):
+                records.append({
+                    "date": dates[step], "asset": asset, "step": step + 1, "model": name,
+                    "method": "one-step" if step == 0 else "recursive",
+                    "forecast_roi_pct": roi[step, k], "lower_roi_pct": roi[step, k] - half[step, k],
+                    "upper_roi_pct": roi[step, k] + half[step, k], "known_roi_pct": known[k],
+                    "implied_return_pct": implied[step, k]})
+    return pd.DataFrame.from_records(records, columns=COLUMNS)
+
+
+def direction_frame(run: TrainedRun, arrays: dict, dates: list[pd.Timestamp]) -> pd.DataFrame:
+    """For a direction run: the probability of an up day tomorrow, per asset."""
+    windows = make_windows(arrays["features"], np.array([len(arrays["features"])]),
+                                     run.params.seq_len)
+    flat = np.asarray(windows).reshape(1, run.params.seq_len, -1)
+    probability = run.predictors["hybrid"].predict(flat, verbose=0)[0]
+    return pd.DataFrame({"date": dates[0], "asset": run.scalers["assets"], "step": 1, "model": "hybrid",
+                         "method": "one-step", "probability_up": probability})
+
+
+@dataclass
+class Forecast:
+    frame: pd.DataFrame  # the long table saved as forecasts/<asof>.parquet
+    info: dict  # forecast.json
+    recent: pd.DataFrame  # the smoothed ROI % of the last days before asof (dates × assets)
+
+
+def make_forecast(run_id: str, params: RunParams, prices: pd.DataFrame | None = None,
+                  asof: str | None = None, days: int | None = None) -> Forecast:
+    """The forecast of a finished run for `days` trading days after `asof`, and its summary."""
+    days = params.forecast_days if days is None else days
+    asof = params.asof if asof is None else asof
+    run = load_run(run_id, params)
+    prices = new_prices(params, None) if prices is None else prices
+    prices = align_assets(prices, run.scalers["assets"])
+    history, day, notes = cut_at(prices, asof)
+    dates = future_dates(prices, day, days)
+    stale = staleness_days(day)
+    if stale > params.max_staleness_days:
+        message = (f"The newest price used is {day:%Y-%m-%d}, {stale} business days ago (more than "
+                   f"max_staleness_days={params.max_staleness_days}): this forecast is for days long past.")
+        warnings.warn(message, RoicastWarning, stacklevel=2)
+        notes.append(message)
+    arrays = preprocess.series_until(history, params, run.scalers)
+    if params.task == "direction":
+        frame = direction_frame(run, arrays, dates)
+    else:
+        frame = forecast_frame(run, arrays, days, dates)
+    recent = pd.DataFrame(arrays["target_pct"][-RECENT_DAYS:], columns=run.scalers["assets"],
+                          index=pd.to_datetime(arrays["dates"][-RECENT_DAYS:]))
+    info = {"asof": f"{day:%Y-%m-%d}", "requested_asof": asof,
+            "newest_price": f"{prices.index.max():%Y-%m-%d}",
+            "staleness_business_days": stale, "stale": stale > params.max_staleness_days,
+            "days": days, "models": sorted(frame["model"].unique()), "interval": params.interval,
+            "method": "step 1 one-step, later steps recursive (each forecast fed back as input)",
+            "task": params.task, "notes": notes}
+    return Forecast(frame, info, recent)
+
+
+def save(run_dir: Path, result: Forecast, figure=None) -> Path:
+    """forecasts/<asof>.parquet and .csv (and the fan chart as .png), and forecast.json (06's
+    section of metrics.json)."""
+    folder = Path(run_dir) / FORECASTS
+    path = artefacts.write_parquet(folder / f"{result.info['asof']}.parquet", result.frame)
+    with artefacts.atomic_path(folder / f"{result.info['asof']}.csv") as tmp:
+        result.frame.to_csv(tmp, index=False)
+    if figure is not None:
+        with artefacts.atomic_path(folder / f"{result.info['asof']}.png") as tmp:
+            figure.savefig(tmp, dpi=80, bbox_inches="tight", format="png")
+    artefacts.write_json(Path(run_dir) / SECTION, {"forecast": result.info})
+    return path
+
+
+def forecast(run_id: str, prices: pd.DataFrame | None = None, asof: str | None = None,
+             days: int = 5) -> pd.DataFrame:
+    """The Python API: the same frame as forecasts/<asof>.parquet, without writing anything."""
+    params = run_params(run_id)
+    store.check_inputs(paths.run_dir(run_id), "06_forecast")
+    return make_forecast(run_id, params, prices, asof, days).frame

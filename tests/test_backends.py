@@ -1,0 +1,151 @@
+"""Keras's other backends: the same windows as tf.data, training on JAX, models across backends.
+
+The tests run under TensorFlow (the default backend); what runs on JAX runs in a subprocess
+with KERAS_BACKEND=jax and TensorFlow made unimportable, as on a GPU machine without it.
+"""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from roicast.config import RunParams
+from roicast.preprocess import build_dataset
+
+keras = pytest.importorskip("keras")
+from roicast import backends, batches, training  # noqa: E402
+
+TINY = dict(seq_len=20, lstm_units=[8, 4], attention_heads=2, attention_key_dim=4,
+            dense_units=8, epochs=2, batch_size=64)
+NO_TENSORFLOW = "import sys; sys.modules['tensorflow'] = None\n"  # import tensorflow now fails
+
+
+@pytest.fixture
+def dataset(small_prices):
+    arrays, _, _ = build_dataset(small_prices, RunParams(**TINY))
+    return arrays
+
+
+def _as_numpy(batch) -> list[np.ndarray]:
+    return [keras.ops.convert_to_numpy(part) for part in batch]
+
+
+def test_window_batches_hold_the_windows_of_the_tf_data_pipeline(dataset):
+    features, idx = dataset["features"], dataset["train_idx"]
+    targets = training.training_targets(dataset, idx, RunParams(**TINY))
+    ours = batches.WindowBatches(features, targets, idx, 20, 64)
+    theirs = list(training.window_dataset(features, targets, idx, 20, 64).as_numpy_iterator())
+    assert len(ours) == len(theirs)
+    for k, (windows, y) in enumerate(theirs):
+        np.testing.assert_array_equal(_as_numpy(ours[k])[0], windows)
+        np.testing.assert_array_equal(_as_numpy(ours[k])[1], y)
+    inputs_only = batches.WindowBatches(features, None, idx, 20, 64)[1]
+    assert len(inputs_only) == 1
+    np.testing.assert_array_equal(_as_numpy(inputs_only)[0], theirs[1][0])
+    np.testing.assert_array_equal(theirs[0][0][3], training.input_windows(dataset, idx[3:4])[0])
+
+
+def _epoch_orders(seed: int, epochs: int = 3) -> list[np.ndarray]:
+    features = np.arange(100 * 2 * 1, dtype=np.float32).reshape(100, 2, 1)
+    data = batches.WindowBatches(features, np.arange(90.0)[:, None], np.arange(10, 100), 10, 32,
+                                 shuffle=True, seed=seed)
+    orders = []
+    for _ in range(epochs):
+        orders.append(np.concatenate([_as_numpy(data[k])[1][:, 0] for k in range(len(data))]))
+        data.on_epoch_end()
+    return orders
+
+
+def test_shuffled_batches_are_reproducible_and_cover_every_window_once_per_epoch():
+    first, again, other = _epoch_orders(3), _epoch_orders(3), _epoch_orders(4)
+    for a, b in zip(first, again, strict=True):
+        np.testing.assert_array_equal(a, b)
+    for order in first:
+        assert sorted(order) == list(range(90))
+    assert not np.array_equal(first[0], first[1]), "a new order every epoch"
+    assert not np.array_equal(first[0], other[0]), "another seed, another order"
+
+
+def test_the_default_backend_is_tensorflow_and_needs_no_gpu():
+    assert backends.name() == "tensorflow" and RunParams().backend == "tensorflow"
+    assert backends.device() == "cpu" or backends.gpu_available()
+
+
+def _run(code: str, backend: str, tmp_path) -> dict:
+    env = {**os.environ, "KERAS_BACKEND": backend, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    done = subprocess.run([sys.executable, "-c", code], env=env, cwd=tmp_path, capture_output=True,
+                          text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+TRAIN_ON_JAX = NO_TENSORFLOW + """
+import json
+from pathlib import Path
+import numpy as np, pandas as pd
+from roicast import models, training
+from roicast.config import RunParams
+from roicast.preprocess import build_dataset
+
+params = RunParams(**{tiny})
+arrays, _, _ = build_dataset(pd.read_csv("prices.csv", index_col=0, parse_dates=True), params)
+result = training.train(arrays, params, Path("run"), verbose=0)
+training.save_training(Path("run"), result, Path("run"))
+idx = arrays["test_idx"]
+reloaded = models.load_model("run/model.keras")
+gap = np.abs(training.predict(reloaded, arrays, idx) - training.predict(result.model, arrays, idx)).max()
+files = sorted(path.name for path in Path("run").iterdir())
+print(json.dumps({{**result.info, "reload_gap": float(gap), "files": files}}))
+"""
+
+
+@pytest.mark.slow
+def test_training_on_jax_needs_no_tensorflow(small_prices, tmp_path):
+    pytest.importorskip("jax")
+    small_prices.to_csv(tmp_path / "prices.csv")
+    info = _run(TRAIN_ON_JAX.format(tiny=TINY), "jax", tmp_path)
+    assert info["backend"] == "jax" and info["device"] == "cpu"
+    assert info["epochs_run"] == 2 and np.isfinite(info["best_val_loss"])
+    assert info["reload_gap"] < 1e-5
+    assert {"model.keras", "history.csv", "train.json"} <= set(info["files"])
+
+
+SAVE_ON_TENSORFLOW = """
+import json
+import keras
+import numpy as np
+from roicast import models, training
+from roicast.config import RunParams
+
+params = RunParams(**{tiny}, architecture="guide", task="direction")
+model = training.compile_model(models.build_model(20, 4, 2, params), params,
+                               (np.full(4, 1.5), np.full(4, 0.75)))
+windows = np.random.default_rng(0).normal(size=(16, 20, 8)).astype("float32")
+np.save("windows.npy", windows)
+np.save("expected.npy", model.predict(windows, verbose=0))
+model.save("model.keras")
+print(json.dumps({{"backend": keras.config.backend()}}))
+"""
+LOAD_ON_JAX = NO_TENSORFLOW + """
+import json
+import keras
+import numpy as np
+from roicast import models
+
+model = models.load_model("model.keras")
+gap = np.abs(model.predict(np.load("windows.npy"), verbose=0) - np.load("expected.npy")).max()
+print(json.dumps({"backend": keras.config.backend(), "gap": float(gap),
+                  "loss": type(model.loss).__name__}))
+"""
+
+
+@pytest.mark.slow
+def test_a_model_saved_under_tensorflow_loads_under_jax(tmp_path):
+    pytest.importorskip("jax")
+    assert _run(SAVE_ON_TENSORFLOW.format(tiny=TINY), "tensorflow", tmp_path)["backend"] == "tensorflow"
+    loaded = _run(LOAD_ON_JAX, "jax", tmp_path)
+    assert loaded["backend"] == "jax" and loaded["loss"] == "WeightedBinaryCrossentropy"
+    assert loaded["gap"] < 1e-5

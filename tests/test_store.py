@@ -1,0 +1,257 @@
+"""The run store: ids that stay inside data/runs/, runs as records, lineage, locks, a sturdy index."""
+
+import json
+import os
+import stat
+import subprocess
+import sys
+import threading
+import time
+
+import pandas as pd
+import papermill
+import pytest
+
+from roicast import artefacts, paths, reports, store, yahoo
+from roicast.cli import main
+from roicast.config import validate_params
+from roicast.errors import MissingArtefactError, ParameterError, RunInUseError
+from roicast.runner import resolve_params
+
+
+@pytest.fixture(autouse=True)
+def no_kernels(monkeypatch):
+    """These tests never start a notebook; one that tries would take minutes, so it fails."""
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("a notebook was started")
+
+    monkeypatch.setattr(papermill, "execute_notebook", refuse)
+
+
+BAD_IDS = ["../../x", "bad id/..", "/abs/path", "index.html", "x" * 300, "javascript:alert(1)",
+           "sweeps", ".hidden", ""]
+
+
+@pytest.mark.parametrize("run_id", BAD_IDS)
+def test_a_bad_run_id_is_refused_before_anything_is_written(run_id, capsys, workdir):
+    code = main(["run", "--run-id", run_id])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "Invalid run id" in err and "letters, digits" in err  # the whole message, not its first line
+    assert not paths.runs_dir().exists() and not paths.reports_dir().exists()
+
+
+@pytest.mark.parametrize("run_id", ["../x", "a/b", "index.html"])
+def test_every_path_of_a_run_checks_its_id(run_id):
+    for folder in (paths.run_dir, paths.report_dir):
+        with pytest.raises(ParameterError, match="Invalid run id"):
+            folder(run_id)
+
+
+def test_run_id_comes_from_the_parameters_too(tmp_path):
+    assert resolve_params({"run_id": "myid"}, None, None).run_id == "myid"
+    assert resolve_params({}, "cli-id", None).run_id == "cli-id"
+    assert resolve_params({}, None, None).run_id.endswith("-sample")
+    with pytest.raises(ParameterError, match="disagree"):
+        resolve_params({"run_id": "a"}, "b", None)
+    with pytest.raises(ParameterError, match="Invalid run id|run_id"):
+        resolve_params({"run_id": "../escape"}, None, None)
+
+
+def _fake_notebook(fail_in: str | None = None, calls: list | None = None):
+    """papermill.execute_notebook standing in for the kernels: writes the executed copy only."""
+
+    def execute(source, output, parameters=None, **kwargs):
+        name = os.path.basename(source).removesuffix(".ipynb")
+        if calls is not None:
+            calls.append(name)
+        if name == fail_in:
+            raise RuntimeError("Kernel died before replying to kernel_info")
+
+    return execute
+
+
+def test_a_full_run_on_an_existing_id_is_refused_unless_overwrite(monkeypatch, capsys):
+    earlier = paths.run_dir("kept")
+    earlier.mkdir(parents=True)
+    artefacts.write_json(earlier / "params.json", {"seq_len": 60})
+    artefacts.write_json(earlier / "evaluation.json", {"metrics": {"scaled": {"hybrid": {"r2": 0.75}}}})
+    monkeypatch.setattr(papermill, "execute_notebook", _fake_notebook(fail_in="01_collect"))
+
+    code = main(["run", "--run-id", "kept", "-p", "seq_len", "30"])
+    err = capsys.readouterr().err
+    assert code == 2 and "already exists" in err and "--overwrite" in err
+    assert json.loads((earlier / "params.json").read_text()) == {"seq_len": 60}
+
+    code = main(["run", "--run-id", "kept", "-p", "seq_len", "30", "--overwrite"])
+    assert code == 2  # the fake 01 fails, but the old run is gone, not mixed with the new one
+    assert json.loads((earlier / "params.json").read_text())["seq_len"] == 30
+    assert not (earlier / "evaluation.json").exists()
+    assert json.loads((earlier / "metrics.json").read_text())["status"] == "failed"
+
+
+def test_a_second_process_on_the_same_run_stops_at_once(monkeypatch, capsys):
+    code = ("import sys, time; from roicast import store; lock = store.acquire('busy'); "
+            "print('held', flush=True); time.sleep(30)")
+    holder = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True,
+                              env=os.environ.copy())
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        calls: list = []
+        monkeypatch.setattr(papermill, "execute_notebook", _fake_notebook(calls=calls))
+        start = time.perf_counter()
+        assert main(["run", "--run-id", "busy"]) == 2
+        assert time.perf_counter() - start < 5
+        err = capsys.readouterr().err
+        assert "being written by process" in err and calls == []
+        with pytest.raises(RunInUseError):
+            store.open_step("busy", "01_collect")  # a notebook in JupyterLab is refused too
+    finally:
+        holder.kill()
+        holder.wait()
+    assert not store.is_locked("busy")  # a dead process holds nothing
+
+
+def _fake_chain(run_id: str, seq_len: int = 60, upto: str = "05_ensemble") -> None:
+    """The artefacts of every step (tiny stand-ins), each step opened and finished in order."""
+    params = validate_params({"run_id": run_id, "seq_len": seq_len})
+    for spec in store.STEPS:
+        step = store.open_step(run_id, spec.name)
+        for name in spec.writes:
+            target = step.dir / name
+            if name in ("logs", "ensemble"):
+                target.mkdir(exist_ok=True)
+            else:
+                target.write_text(json.dumps({"made_by": spec.name, "seq_len": seq_len}))
+        step.finish(params)
+        if spec.name == upto:
+            break
+
+
+def test_re_running_a_step_with_other_parameters_removes_what_was_made_from_it():
+    _fake_chain("lab")
+    run = paths.run_dir("lab")
+    assert store.complete_steps(run) == list(paths.NOTEBOOKS)
+    (run / "dataset.npz").write_text("scaled another way")  # 02 re-run with scaler=standard …
+    store.open_step("lab", "02_preprocess").finish(validate_params({"run_id": "lab", "scaler": "standard"}))
+    for gone in ("model.keras", "train.json", "predictions.parquet", "evaluation.json", "ensemble"):
+        assert not (run / gone).exists(), gone
+    with pytest.raises(MissingArtefactError, match="model.keras.*03_train"):
+        store.open_step("lab", "04_evaluate")  # … then 04 without 03 stops, naming what to run
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert "metrics" not in metrics  # no R² of a network trained on other data
+
+
+def test_re_running_a_step_with_the_same_parameters_keeps_what_came_after():
+    _fake_chain("same")
+    store.open_step("same", "02_preprocess").finish(validate_params({"run_id": "same"}))
+    assert store.complete_steps(paths.run_dir("same")) == list(paths.NOTEBOOKS)
+
+
+def test_a_half_written_or_changed_input_stops_the_next_notebook():
+    _fake_chain("half", upto="02_preprocess")
+    (paths.run_dir("half") / "dataset.npz").write_text("02 died while writing")
+    with pytest.raises(MissingArtefactError, match="not the one 02_preprocess recorded"):
+        store.open_step("half", "03_train")
+
+
+def test_ensemble_checks_its_inputs_before_training_and_does_not_need_evaluate():
+    _fake_chain("no04", upto="03_train")
+    assert store.open_step("no04", "05_ensemble").name == "05_ensemble"
+    _fake_chain("no03", upto="02_preprocess")
+    with pytest.raises(MissingArtefactError, match="03_train"):
+        store.open_step("no03", "05_ensemble")
+
+
+def test_a_run_whose_process_died_shows_as_interrupted_and_resumes_after_its_last_step():
+    _fake_chain("killed", upto="02_preprocess")
+    artefacts.write_json(paths.run_dir("killed") / store.RUN_RECORD, {"status": "running"})
+    assert store.run_status("killed") == "interrupted"
+    from roicast.runner import resume_notebooks
+
+    assert resume_notebooks("killed") == ["03_train", "04_evaluate", "05_ensemble"]
+
+
+def test_an_interrupted_re_run_of_a_finished_run_does_not_relabel_its_results():
+    _fake_chain("done")
+    artefacts.write_json(paths.run_dir("done") / store.RUN_RECORD, {"status": "interrupted"})
+    assert store.run_status("done") == "succeeded"
+
+
+def test_a_step_scratch_folder_is_cleared_on_the_next_start_and_removed_on_finish():
+    _fake_chain("scratch", upto="02_preprocess")
+    step = store.open_step("scratch", "03_train")
+    (step.scratch() / "history.partial.csv").write_text("epoch\n0\n")  # then the process is killed
+    step = store.open_step("scratch", "03_train")
+    assert list(step.scratch().iterdir()) == []
+
+
+def test_the_index_lists_an_unreadable_run_and_skips_it(workdir):
+    _fake_chain("good")
+    reports.publish("good")
+    bad = paths.reports_dir() / "broken"
+    bad.mkdir()
+    (bad / "metrics.json").write_text("{not json")
+    hostile = paths.reports_dir() / "javascript:alert(1)"
+    hostile.mkdir()
+    (hostile / "metrics.json").write_text("{}")
+    page = reports.write_reports_index().read_text()
+    assert "good/index.html" in page and "unreadable" in page
+    assert "javascript:" not in page
+
+
+def test_artefacts_and_report_copies_are_readable_by_others():
+    old = os.umask(0o022)
+    try:
+        path = artefacts.write_json(paths.run_dir("perm") / "x.json", {"a": 1})
+        copy = artefacts.copy_file(path, paths.report_dir("perm") / "x.json")
+    finally:
+        os.umask(old)
+    for file in (path, copy):
+        assert stat.S_IMODE(file.stat().st_mode) == 0o644
+
+
+def _yahoo_frame(ticker: str, dates: pd.DatetimeIndex) -> pd.DataFrame:
+    columns = pd.MultiIndex.from_product([["Close", "Open"], [ticker]], names=["Price", "Ticker"])
+    return pd.DataFrame(100.0, index=dates, columns=columns)
+
+
+def test_concurrent_fetches_keep_every_ticker_in_the_cache_manifest(monkeypatch, workdir):
+    dates = pd.bdate_range("2024-01-01", "2024-03-01")
+
+    def slow_download(ticker, **kwargs):
+        time.sleep(0.2)
+        return _yahoo_frame(ticker, dates)
+
+    monkeypatch.setattr(yahoo.yf, "download", slow_download)
+    threads = [threading.Thread(target=yahoo.fetch_prices, args=([t], "2024-01-01", "2024-03-01"))
+               for t in ("AAA", "BBB", "CCC")]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    manifest = json.loads((paths.cache_dir("yahoo") / yahoo.MANIFEST).read_text())
+    assert set(manifest) == {"AAA", "BBB", "CCC"}
+
+
+def test_a_corrupt_cache_entry_is_discarded_and_fetched_again(monkeypatch, workdir):
+    dates = pd.bdate_range("2024-01-01", "2024-03-01")
+    calls = []
+    monkeypatch.setattr(yahoo.yf, "download",
+                        lambda ticker, **kw: calls.append(ticker) or _yahoo_frame(ticker, dates))
+    yahoo.fetch_prices(["AAA"], "2024-01-01", "2024-03-01")
+    cache = paths.cache_dir("yahoo")
+    yahoo.cache_file(cache, "AAA").write_bytes(b"not parquet")
+    (cache / yahoo.MANIFEST).write_text("{broken")
+    with pytest.warns(UserWarning, match="unreadable"):
+        prices, _ = yahoo.fetch_prices(["AAA"], "2024-01-01", "2024-03-01")
+    assert len(calls) == 2 and len(prices) == len(dates)
+    assert "AAA" in json.loads((cache / yahoo.MANIFEST).read_text())
+
+
+def test_the_artefact_table_covers_the_chain_in_order():
+    assert [spec.name for spec in store.STEPS] == list(paths.NOTEBOOKS)
+    for spec in store.STEPS:
+        assert all(store.PRODUCER[name] < spec.name for name in spec.reads)  # data flows one way
+        assert store.declared_parameters(spec.name)[0] == "run_id"
