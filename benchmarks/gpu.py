@@ -9,8 +9,11 @@ roicast's ratio to plain PyTorch. The highway starts from its initial weights ra
 the ridge fit (`skip_warm_start`). Runs on whatever accelerator is present, and needs no
 TensorFlow: see gpu_device.sh for a machine with PyTorch and JAX but nothing else.
 
+With --levers, roicast also trains with each of LEVERS applied (callbacks left out, more
+steps per call), to see where its time goes; the results go to gpu_levers.json and .md.
+
 Usage: python benchmarks/gpu.py [--backends torch jax] [--epochs 4] [--budget 300]
-       [--data 20x2.5 500x20] [--batches 128 32] [--architectures guide highway]
+       [--data 20x2.5 500x20] [--batches 128 32] [--architectures guide highway] [--levers]
 Writes reports/benchmarks/gpu.json and gpu.md.
 """
 
@@ -26,15 +29,37 @@ import sys
 import tempfile
 import time
 import traceback
+from contextlib import nullcontext
 from pathlib import Path
+from unittest import mock
 
 from results import save_results
 
 RESULT = "RESULT "  # prefix of a measurement line on a measuring process's output
+SHIPPED = "as shipped"
+
+
+def _keep_callbacks(training, keep):
+    make = training.make_callbacks
+    return mock.patch.object(training, "make_callbacks",
+                             lambda *args, **kwargs: [c for c in make(*args, **kwargs) if keep(c)])
+
+
+LEVERS = {  # name: (training module, keras) -> a context in which roicast trains so
+    "without ModelCheckpoint": lambda training, keras: _keep_callbacks(
+        training, lambda c: not isinstance(c, keras.callbacks.ModelCheckpoint)),
+    "without TerminateOnNaN (a host sync per batch)": lambda training, keras: _keep_callbacks(
+        training, lambda c: not isinstance(c, keras.callbacks.TerminateOnNaN)),
+    "no callbacks but the epoch timer": lambda training, keras: _keep_callbacks(
+        training, lambda c: isinstance(c, training.EpochTimer)),
+    "steps_per_execution 64 (not on torch)": lambda training, keras: mock.patch.object(
+        training, "STEPS_PER_EXECUTION", 64),
+}
 
 
 def measure(backend: str, args: argparse.Namespace) -> None:
     """In a process whose KERAS_BACKEND is `backend`: print one RESULT line per measurement."""
+    import keras
     from scale import synthetic_prices
 
     from roicast import backends, preprocess, training
@@ -57,13 +82,17 @@ def measure(backend: str, args: argparse.Namespace) -> None:
                     print(f"skipped {data} {architecture} {batch}: past the time budget", file=sys.stderr)
                     continue
                 config = {**shape, "architecture": architecture, "batch": batch}
-                runs = [("roicast", backend)] + ([("plain PyTorch", "torch")] if plain else [])
-                for who, framework in runs:
+                levers = [name for name in LEVERS if args.levers and not (
+                    backend == "torch" and name.startswith("steps_per_execution"))]
+                runs = ([("roicast", backend, name) for name in [SHIPPED, *levers]]
+                        + ([("plain PyTorch", "torch", SHIPPED)] if plain else []))
+                for who, framework, variant in runs:
                     try:
                         if who == "roicast":
                             params = RunParams(architecture=architecture, batch_size=batch,
                                                epochs=args.epochs, backend=backend)
-                            with tempfile.TemporaryDirectory() as work:
+                            lever = LEVERS[variant](training, keras) if variant in LEVERS else nullcontext()
+                            with tempfile.TemporaryDirectory() as work, lever:
                                 info = training.train(arrays, params, Path(work), verbose=0).info
                             seconds, device = info["epoch_seconds"], info["device"]
                         else:
@@ -72,7 +101,7 @@ def measure(backend: str, args: argparse.Namespace) -> None:
                     except Exception:  # one failed configuration must not lose the others
                         traceback.print_exc()
                         continue
-                    line = {**config, "who": who, "backend": framework, "device": device,
+                    line = {**config, "who": who, "backend": framework, "variant": variant, "device": device,
                             "epoch_seconds": seconds, "median_epoch_s": statistics.median(seconds[1:])}
                     print(RESULT + json.dumps(line), flush=True)
 
@@ -80,7 +109,7 @@ def measure(backend: str, args: argparse.Namespace) -> None:
 def skip_warm_start(training) -> None:
     """Leave the highway at its initial weights: the ridge fit runs before the timed epochs and,
     at 500 assets, takes longer than all of them; each epoch's work is the same without it."""
-    training.warm_start_highway = lambda model, arrays, train_indices: None
+    training.warm_start_highway = lambda *args, **kwargs: None
 
 
 def versions() -> dict:
@@ -103,8 +132,9 @@ def run_backend(backend: str, seconds: float, argv: list[str]) -> list[dict]:
             if line.startswith(RESULT):
                 found.append(json.loads(line[len(RESULT):]))
                 r = found[-1]
-                print(f"{r['who']} ({r['backend']}) {r['data']} {r['architecture']} batch {r['batch']}: "
-                      f"{r['median_epoch_s']:.3f} s per epoch on {r['device']}", flush=True)
+                print(f"{r['who']} ({r['backend']}, {r['variant']}) {r['data']} {r['architecture']} "
+                      f"batch {r['batch']}: {r['median_epoch_s']:.3f} s per epoch on {r['device']}",
+                      flush=True)
             else:
                 print(line, end="", flush=True)
     return found
@@ -115,6 +145,8 @@ def markdown(results: list[dict], epochs: int, found: dict) -> str:
     backends = sorted({r["backend"] for r in results if r["who"] == "roicast"})
     table: dict[tuple, dict] = {}
     for r in results:
+        if r["variant"] != SHIPPED:
+            continue
         key = (r["assets"], r["days"], r["train_windows"], r["architecture"], r["batch"])
         table.setdefault(key, {})[r["who"] if r["who"] != "roicast" else r["backend"]] = r["median_epoch_s"]
     head = "| data | network | batch | plain PyTorch (s) | " + " | ".join(
@@ -131,7 +163,25 @@ def markdown(results: list[dict], epochs: int, found: dict) -> str:
                  (f"{row[b]:.3f} | —" if b in row else "— | —") for b in backends]
         lines.append(f"| {assets} assets × {days} days ({windows} training windows) | {architecture} "
                      f"| {batch} | {f'{plain:.3f}' if plain else '—'} | " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines + lever_table(results)) + "\n"
+
+
+def lever_table(results: list[dict]) -> list[str]:
+    """roicast's median epoch with each lever, against plain PyTorch on the same configuration."""
+    levers = [r for r in results if r["who"] == "roicast" and r["variant"] != SHIPPED]
+    if not levers:
+        return []
+    plain = {(r["data"], r["architecture"], r["batch"]): r["median_epoch_s"]
+             for r in results if r["who"] == "plain PyTorch"}
+    lines = ["", "| data | network | batch | backend | roicast | median epoch (s) | ratio |",
+             "|---|---|---|---|---|---|---|"]
+    for r in sorted((r for r in results if r["who"] == "roicast"),
+                    key=lambda r: (r["assets"], r["architecture"], -r["batch"], r["backend"])):
+        base = plain.get((r["data"], r["architecture"], r["batch"]))
+        ratio = f"{r['median_epoch_s'] / base:.1f}" if base else "—"
+        lines.append(f"| {r['assets']} assets × {r['days']} days | {r['architecture']} | {r['batch']} "
+                     f"| {r['backend']} | {r['variant']} | {r['median_epoch_s']:.3f} | {ratio} |")
+    return lines
 
 
 def main() -> None:
@@ -143,6 +193,7 @@ def main() -> None:
     parser.add_argument("--data", nargs="+", default=["500x20", "20x2.5"], help="ASSETSxYEARS")
     parser.add_argument("--batches", type=int, nargs="+", default=[128, 32])
     parser.add_argument("--architectures", nargs="+", default=["guide", "highway"])
+    parser.add_argument("--levers", action="store_true", help="also train with each of LEVERS")
     parser.add_argument("--measure", help=argparse.SUPPRESS)
     parser.add_argument("--seconds", type=float, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -150,13 +201,14 @@ def main() -> None:
         measure(args.measure, args)
         return
     shared = ["--epochs", str(args.epochs), "--data", *args.data, "--batches", *map(str, args.batches),
-              "--architectures", *args.architectures]
+              "--architectures", *args.architectures, *(["--levers"] if args.levers else [])]
     start, results = time.time(), []
     for k, backend in enumerate(args.backends):
         share = start + args.budget * (k + 1) / len(args.backends) - time.time()
         results += run_backend(backend, max(share, 0), shared)
     found = versions()
-    save_results("gpu", {"versions": found, "epochs": args.epochs, "results": results},
+    save_results("gpu_levers" if args.levers else "gpu", {"versions": found, "epochs": args.epochs,
+                                                          "results": results},
                  markdown(results, args.epochs, found))
 
 

@@ -26,4 +26,4 @@ python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/roicas
     typing-inspection typing-extensions 2>&1 | tee -a "$out/environment.txt"
 export PYTHONPATH="/tmp/roicast-site:$PWD/lib" PYTHONUNBUFFERED=1 XLA_PYTHON_CLIENT_PREALLOCATE=false
 timeout $((budget + 60)) python3 benchmarks/gpu.py --budget "$budget" "$@" 2>&1 | tee "$out/gpu.log"
-cp reports/benchmarks/gpu.json reports/benchmarks/gpu.md "$out/"
+cp reports/benchmarks/gpu*.json reports/benchmarks/gpu*.md "$out/"

@@ -2,7 +2,8 @@
 
 - the parameter table, from `RunParams` (name, notebook, default, description);
 - the results table and docs/skill.png, from a run's metrics.json (default: the newest
-  succeeded run with default parameters; `--run-id` picks one).
+  succeeded run with default parameters; `--run-id` picks one);
+- the forecast table and docs/forecast.png, from the same run's latest forecast (06_forecast).
 
 Each part sits between `<!-- NAME:start -->` and `<!-- NAME:end -->` markers and is
 replaced whole, so running this again after a change keeps the README true.
@@ -13,15 +14,19 @@ Usage: python scripts/update_readme.py [--run-id ID]
 import argparse
 import json
 import re
+import shutil
 
 import matplotlib
+import pandas as pd
 
 from roicast import paths
 from roicast.config import RunParams
+from roicast.forecast_table import expected_returns
 from roicast.store import declared_parameters
 
 README = paths.REPO_ROOT / "README.md"
 SKILL_FIGURE = paths.REPO_ROOT / "docs" / "skill.png"
+FAN_FIGURE = paths.REPO_ROOT / "docs" / "forecast.png"
 
 
 def parameter_table() -> str:
@@ -70,6 +75,22 @@ def results_table(metrics: dict) -> str:
     return "\n".join(lines)
 
 
+def forecast_table(metrics: dict) -> str:
+    """The run's latest forecast for the next trading day, highest expected return first."""
+    info = metrics["forecast"]
+    folder = paths.run_dir(metrics["run_id"]) / "forecasts"
+    table = expected_returns(pd.read_parquet(folder / f"{info['asof']}.parquet"))
+    lines = ["| asset | forecast (ROI %) | interval | known on asof | implied next-day return (%) |",
+             "|---|---|---|---|---|"]
+    for asset, row in table.iterrows():
+        lines.append(f"| {asset} | {row['forecast_roi_pct']:+.3f} | {row['lower_roi_pct']:+.3f} to "
+                     f"{row['upper_roi_pct']:+.3f} | {row['known_roi_pct']:+.3f} "
+                     f"| {row['implied_return_pct']:+.3f} |")
+    lines += ["", f"Run `{metrics['run_id']}`, {table['model'].iloc[0]} forecast as of {info['asof']} for "
+              f"{table['date'].iloc[0]}, {info['interval']:.0%} split-conformal intervals."]
+    return "\n".join(lines)
+
+
 def replace(text: str, name: str, content: str) -> str:
     pattern = re.compile(rf"<!-- {name}:start -->.*?<!-- {name}:end -->", re.DOTALL)
     if not pattern.search(text):
@@ -86,7 +107,10 @@ def main() -> None:
                if args.run_id else default_run())
     text = replace(README.read_text(), "parameters", parameter_table())
     text = replace(text, "results", results_table(metrics))
+    text = replace(text, "forecast", forecast_table(metrics))
     README.write_text(text)
+    fan = paths.run_dir(metrics["run_id"]) / "forecasts" / f"{metrics['forecast']['asof']}.png"
+    shutil.copyfile(fan, FAN_FIGURE)
 
     matplotlib.use("Agg")
     from roicast import evaluate, plots

@@ -137,3 +137,14 @@ def test_version_prints_the_package_version(capsys):
         main(["--version"])
     version = tomllib.loads((paths.REPO_ROOT / "pyproject.toml").read_text())["project"]["version"]
     assert done.value.code == 0 and capsys.readouterr().out == f"roicast {version}\n"
+
+
+def test_what_a_notebook_prints_is_passed_on_line_by_line():
+    from roicast.runner import _Progress
+
+    lines: list[str] = []
+    progress = _Progress("03_train", lines.append)
+    progress.write("Epoch 1/2\n10/10 - 1s - loss: 0.1")
+    assert lines == ["    03 | Epoch 1/2"]
+    progress.write("\n")
+    assert lines[-1] == "    03 | 10/10 - 1s - loss: 0.1"

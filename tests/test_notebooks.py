@@ -12,6 +12,7 @@ import subprocess
 import sys
 import time
 
+import nbformat
 import pandas as pd
 import pytest
 
@@ -162,6 +163,18 @@ def test_a_failing_notebook_marks_the_run_failed_and_exits_non_zero(capsys):
     assert _metrics("broken")["status"] == "failed"
     assert (paths.report_dir("broken") / "02_preprocess.html").exists()
     assert "failed" in (paths.reports_dir() / "index.html").read_text()
+
+
+def test_nbval_fails_when_a_kept_output_changes(workdir, tmp_path):
+    notebook = nbformat.read(paths.notebook_path("01_collect"), as_version=4)
+    kept = [c for c in notebook.cells if "nbval-check-output" in c.metadata.get("tags", [])]
+    assert kept and all(c.execution_count and c.outputs for c in kept)  # nbval skips unrun cells
+    kept[0].outputs[0]["text"] = kept[0].outputs[0]["text"].replace("assets: 20", "assets: 21")
+    nbformat.write(notebook, tmp_path / "01_collect.ipynb")
+    done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                           "--nbval-lax", str(tmp_path / "01_collect.ipynb")], capture_output=True, text=True,
+                          env={**os.environ, "ROICAST_WORKDIR": str(workdir)}, cwd=paths.NOTEBOOKS_DIR)
+    assert done.returncode != 0 and "assets: 21" in done.stdout, done.stdout[-3000:]
 
 
 def test_nbval_outputs_of_collect_and_preprocess_match(workdir):

@@ -113,14 +113,14 @@ def test_a_second_process_on_the_same_run_stops_at_once(monkeypatch, capsys):
     assert not store.is_locked("busy")  # a dead process holds nothing
 
 
-def _fake_chain(run_id: str, seq_len: int = 60, upto: str = "05_ensemble") -> None:
+def _fake_chain(run_id: str, seq_len: int = 60, upto: str = "06_forecast") -> None:
     """The artefacts of every step (tiny stand-ins), each step opened and finished in order."""
     params = validate_params({"run_id": run_id, "seq_len": seq_len})
     for spec in store.STEPS:
         step = store.open_step(run_id, spec.name)
         for name in spec.writes:
             target = step.dir / name
-            if name in ("logs", "ensemble"):
+            if name in ("logs", "ensemble", "forecasts"):
                 target.mkdir(exist_ok=True)
             else:
                 target.write_text(json.dumps({"made_by": spec.name, "seq_len": seq_len}))
@@ -170,7 +170,7 @@ def test_a_run_whose_process_died_shows_as_interrupted_and_resumes_after_its_las
     assert store.run_status("killed") == "interrupted"
     from roicast.runner import resume_notebooks
 
-    assert resume_notebooks("killed") == ["03_train", "04_evaluate", "05_ensemble"]
+    assert resume_notebooks("killed") == ["03_train", "04_evaluate", "05_ensemble", "06_forecast"]
 
 
 def test_an_interrupted_re_run_of_a_finished_run_does_not_relabel_its_results():

@@ -2,7 +2,7 @@
 
 One documented change: the guide's `np.log1p` of percent returns is replaced by log returns
 in percent, `np.log1p(pct_change) * 100`; without it every loss worse than 1 % is NaN and
-the script crashes on real prices (DESIGN.md, "Known errors"). Everything else — back-fill,
+the script crashes on real prices (docs/architecture.md, "Known errors"). Everything else — back-fill,
 a scaler fitted on all rows, the Python loop for sequences, `validation_split` — is the
 guide's, leaks included, because this file is the yardstick, not a model to use.
 

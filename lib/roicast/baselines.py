@@ -71,3 +71,40 @@ def ceiling_pct(raw_pct: np.ndarray, train_indices: np.ndarray, indices: np.ndar
     mean_tomorrow = raw_pct[np.asarray(train_indices)].mean(axis=0)
     known = sum(raw_pct[indices - k] for k in range(1, smooth_window))
     return (known + mean_tomorrow) / smooth_window
+
+
+def raw_feature(arrays: dict) -> np.ndarray | None:
+    """The scaled raw returns when they share the smoothed target's scale (`scale_by='asset'`)."""
+    names = [str(name) for name in arrays["feature_names"]]
+    if "raw" not in names or str(arrays.get("scale_by", "feature")) != "asset":
+        return None
+    return arrays["features"][..., names.index("raw")]
+
+
+def highway_target(arrays: dict, output: str) -> np.ndarray:
+    """What the linear path forecasts: the smoothed target, or for `decomposed` tomorrow's raw return."""
+    return raw_feature(arrays) if output == "decomposed" else arrays["target"]
+
+
+def known_part(raw: np.ndarray, indices: np.ndarray, smooth_window: int) -> np.ndarray:
+    """The smoothed target's days already observed at each sample index, over the window length."""
+    indices = np.asarray(indices)
+    return sum(raw[indices - k] for k in range(1, smooth_window)) / smooth_window
+
+
+class DecomposedRidge(SharedRidge):
+    """The shared ridge forecasting tomorrow's raw return, plus the known part of the target:
+    the same decomposition as the network's `output='decomposed'`, for a fair comparison."""
+
+    def __init__(self, seq_len: int, smooth_window: int, n_splits: int = 5):
+        super().__init__(seq_len, 1, n_splits)
+        self.smooth_window = smooth_window
+
+    def fit(self, features: np.ndarray, raw: np.ndarray, train_indices: np.ndarray) -> "DecomposedRidge":
+        super().fit(features, raw, train_indices)
+        self.raw = raw
+        return self
+
+    def predict(self, features: np.ndarray, indices: np.ndarray) -> np.ndarray:
+        tomorrow = super().predict(features, indices)
+        return known_part(self.raw, indices, self.smooth_window) + tomorrow / self.smooth_window

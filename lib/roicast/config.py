@@ -83,6 +83,10 @@ class RunParams(BaseModel):
     scaler: Literal["minmax", "standard"] = Field(
         "minmax", description="'minmax' (0..1, the guide's) or 'standard' (mean 0, sd 1), "
         "fitted on training only.")
+    scale_by: Literal["feature", "asset"] = Field(
+        "feature", description="'feature': one scaler per feature and asset (the guide's); 'asset': one "
+        "affine map per asset for all its features, fitted on its training returns, so the smoothed "
+        "series stays the exact mean of the scaled raw series.")
     seq_len: int = Field(60, ge=2, le=1000, description="Days of history in each input window.")
     horizon: int = Field(1, ge=1, le=60,
                          description="Days ahead of the window's last day that the target lies.")
@@ -96,6 +100,10 @@ class RunParams(BaseModel):
     # 03_train
     task: Literal["regression", "direction"] = Field(
         "regression", description="'regression' of the smoothed return, or 'direction' (up/down).")
+    output: Literal["direct", "decomposed"] = Field(
+        "direct", description="'direct': the network forecasts the smoothed target; 'decomposed': it "
+        "forecasts tomorrow's raw return and the model adds the part of the target already known "
+        "(needs scale_by='asset', 'raw' among input_features, horizon 1).")
     architecture: Literal["highway", "guide"] = Field(
         "highway", description="'guide': the guide's network exactly; 'highway': the same network plus "
         "a linear autoregressive path shared across assets (LSTNet's highway).")
@@ -215,6 +223,11 @@ class RunParams(BaseModel):
         if self.min_lr >= self.resolved_learning_rate:
             raise ValueError(f"min_lr ({self.min_lr:g}) must stay below the learning rate "
                              f"({self.resolved_learning_rate:g})")
+        if self.output == "decomposed" and (self.scale_by != "asset" or "raw" not in self.input_features
+                                            or self.horizon != 1 or self.task != "regression"):
+            raise ValueError("output='decomposed' needs scale_by='asset', 'raw' among input_features, "
+                             "horizon=1 and task='regression': the known part of the target is then "
+                             "exactly the mean of the window's last raw returns")
         for variant in self.member_variants:
             self._check_variant(variant)
         return self

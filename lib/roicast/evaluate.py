@@ -38,6 +38,10 @@ def baseline_forecasts(arrays: dict, scalers: dict, indices: np.ndarray) -> dict
         "ridge": ridge.predict(arrays["features"], indices),
     }
     smooth_window = int(arrays["smooth_window"])
+    raw = baselines.raw_feature(arrays)
+    if raw is not None and smooth_window > 1 and horizon == 1:
+        decomposed = baselines.DecomposedRidge(seq_len, smooth_window).fit(arrays["features"], raw, train_idx)
+        forecasts["ridge_decomposed"] = decomposed.predict(arrays["features"], indices)
     if smooth_window > 1 and horizon == 1:
         ceiling = baselines.ceiling_pct(arrays["raw_pct"], train_idx, indices, smooth_window)
         forecasts["ceiling"] = scaler_from_dict(scalers["target"]).transform(ceiling)

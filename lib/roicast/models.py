@@ -4,7 +4,7 @@
 autoregressive path from each asset's own window to its output, with one set of weights
 shared by all assets (LSTNet's "highway"); the recurrent body starts at zero output and
 learns what the linear path misses. The guide's network on its own loses to persistence
-on the smoothed target (DESIGN.md); the highway keeps the network honest.
+on the smoothed target (docs/architecture.md); the highway keeps the network honest.
 """
 
 import keras
@@ -98,6 +98,30 @@ def _recurrent_attention_body(inputs, params: RunParams, seed: int):
     return layers.Dropout(params.dropout_dense, name="dropout_dense")(x)
 
 
+@keras.saving.register_keras_serializable(package="roicast")
+class KnownPart(layers.Layer):
+    """The part of tomorrow's w-day mean that the window already holds: the sum of its last
+    w - 1 raw returns over w (in the scaled space of `scale_by='asset'`, where the identity holds).
+
+    Not trained: with it, the network forecasts only tomorrow's own return.
+    """
+
+    def __init__(self, smooth_window: int, n_assets: int, n_features: int, raw_index: int, **kwargs):
+        super().__init__(**{**kwargs, "trainable": False})
+        self.smooth_window, self.n_assets = smooth_window, n_assets
+        self.n_features, self.raw_index = n_features, raw_index
+
+    def call(self, windows):
+        steps = ops.shape(windows)[1]
+        split = ops.reshape(windows, (-1, steps, self.n_assets, self.n_features))
+        recent = split[:, steps - (self.smooth_window - 1):, :, self.raw_index]
+        return ops.sum(recent, axis=1) / self.smooth_window
+
+    def get_config(self):
+        return {**super().get_config(), "smooth_window": self.smooth_window, "n_assets": self.n_assets,
+                "n_features": self.n_features, "raw_index": self.raw_index}
+
+
 def _highway(inputs, seq_len: int, n_assets: int, n_features: int):
     """Linear map from each asset's window (seq_len × features) to its output, shared weights."""
     x = layers.Reshape((seq_len, n_assets, n_features), name="highway_split")(inputs)
@@ -113,6 +137,8 @@ def build_model(seq_len: int, n_assets: int, n_features: int, params: RunParams,
 
     Input: (seq_len, n_assets * n_features), each asset's features side by side.
     Output: one value per asset (a scaled return, or for `direction` a probability of up).
+    With `output='decomposed'` the layers before `known_part` forecast tomorrow's raw return
+    and the output is the known part of the smoothed target plus that forecast over the window.
     """
     seed = params.seed if seed is None else seed
     inputs = keras.Input(shape=(seq_len, n_assets * n_features), name="windows")
@@ -123,6 +149,11 @@ def build_model(seq_len: int, n_assets: int, n_features: int, params: RunParams,
     if highway:
         outputs = layers.Add(name="body_plus_highway")(
             [outputs, _highway(inputs, seq_len, n_assets, n_features)])
+    if params.output == "decomposed":  # outputs so far: tomorrow's raw return
+        known = KnownPart(params.smooth_window, n_assets, n_features, params.input_features.index("raw"),
+                          name="known_part")(inputs)
+        unknown = layers.Rescaling(1 / params.smooth_window, name="unknown_part")(outputs)
+        outputs = layers.Add(name="known_plus_forecast")([known, unknown])
     if params.task == "direction":
         outputs = layers.Activation("sigmoid", name="probability_up")(outputs)
     return keras.Model(inputs, outputs, name=f"roicast_{params.architecture}_{params.task}")

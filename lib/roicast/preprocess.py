@@ -1,7 +1,7 @@
 """Turn prices into the model's scaled daily series, following the guide with its errors fixed.
 
 The guide's steps are kept in order (returns, outliers, log, smoothing, scaling), with
-two fixes (DESIGN.md, "Known errors"): returns are log returns in percent,
+two fixes (docs/architecture.md, "Known errors"): returns are log returns in percent,
 `100 * log1p(pct_change)`, which are defined for every loss (the guide's `log1p` of a
 percent return is NaN below -1 %); and nothing is filled backwards or fitted on rows
 after the training period. Rolling means are causal, so they never look ahead.
@@ -77,6 +77,20 @@ _SCALER_STATE = {
     "minmax": ("feature_range", "data_min_", "data_max_", "data_range_", "scale_", "min_"),
     "standard": ("mean_", "var_", "scale_"),
 }
+
+
+def fit_scalers(kind: str, scale_by: str, series: dict[str, pd.DataFrame],
+                rows: slice) -> dict[str, Scaler]:
+    """One scaler per series (`feature`), or one per asset shared by both series (`asset`).
+
+    With one affine map for an asset's raw and smoothed returns, the scaled smoothed value is
+    still the mean of the scaled raw values, so "tomorrow's 5-day mean = (four known returns +
+    tomorrow's) / 5" holds in the scaled space too; fitted on the raw returns of training rows.
+    """
+    if scale_by == "asset":
+        shared = fit_scaler(kind, series["raw"].to_numpy()[rows])
+        return {name: shared for name in series}
+    return {name: fit_scaler(kind, frame.to_numpy()[rows]) for name, frame in series.items()}
 
 
 def scaler_to_dict(scaler: Scaler) -> dict:
@@ -156,7 +170,7 @@ def series_until(prices: pd.DataFrame, params: RunParams, scaler_json: dict) -> 
             "assets": np.array(series["smoothed"].columns, dtype=str),
             "feature_names": np.array(params.input_features, dtype=str),
             "seq_len": np.array(params.seq_len), "horizon": np.array(params.horizon),
-            "smooth_window": np.array(params.smooth_window)}
+            "smooth_window": np.array(params.smooth_window), "scale_by": np.array(params.scale_by)}
 
 
 def build_dataset(prices: pd.DataFrame, params: RunParams,
@@ -187,8 +201,7 @@ def build_dataset(prices: pd.DataFrame, params: RunParams,
     series = smoothed_and_raw(returns, params.smooth_window, clip)
     smoothed, raw = series["smoothed"], series["raw"]
     train_rows = slice(0, int(split["train"][-1]) + params.horizon)
-    scalers = {name: fit_scaler(params.scaler, frame.to_numpy()[train_rows])
-               for name, frame in series.items()}
+    scalers = fit_scalers(params.scaler, params.scale_by, series, train_rows)
     features, target = scale_series(series, scalers, params.input_features)
 
     arrays = {
@@ -202,7 +215,7 @@ def build_dataset(prices: pd.DataFrame, params: RunParams,
         "feature_names": np.array(params.input_features, dtype=str),
         "train_idx": split["train"], "val_idx": split["val"], "test_idx": split["test"],
         "seq_len": np.array(params.seq_len), "horizon": np.array(params.horizon),
-        "smooth_window": np.array(params.smooth_window),
+        "smooth_window": np.array(params.smooth_window), "scale_by": np.array(params.scale_by),
     }
     scaler_json = {"assets": list(smoothed.columns), "target": scaler_to_dict(scalers["smoothed"]),
                    "features": {name: scaler_to_dict(scalers[name]) for name in params.input_features},
@@ -225,7 +238,7 @@ def summarise(arrays: dict, params: RunParams, gap: int) -> dict:
                    "end": period_dates(arrays, p)[1]} for p in ("train", "val", "test")}
     return {
         "params": {name: getattr(params, name) for name in (
-            "smooth_window", "clip_quantile", "scaler", "seq_len", "horizon",
+            "smooth_window", "clip_quantile", "scaler", "scale_by", "seq_len", "horizon",
             "test_fraction", "val_fraction", "input_features")},
         "gap": gap,
         "assets": arrays["assets"].tolist(),

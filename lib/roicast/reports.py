@@ -20,7 +20,8 @@ from roicast.config import RunParams
 from roicast.errors import RoicastError
 from roicast.forecast_table import expected_returns
 
-HEADLINE_PREDICTORS = ("hybrid", "ensemble", "ridge", "persistence", "train_mean", "ceiling")
+HEADLINE_PREDICTORS = ("hybrid", "ensemble", "ridge", "ridge_decomposed", "persistence", "train_mean",
+                       "ceiling")
 
 _templates = Environment(loader=PackageLoader("roicast", "templates"),
                          autoescape=select_autoescape(["html"]))

@@ -216,6 +216,8 @@ def _run_locked(params: RunParams, notebooks: list[str], with_code: bool, log: C
     write_json(run_dir / "params.json", params.model_dump())
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     os.environ[store.LOCKED_RUN_ENV] = params.run_id
+    backend_before = os.environ.get("KERAS_BACKEND")
+    os.environ["KERAS_BACKEND"] = params.backend  # the kernels (and their workers) inherit it
     result = RunResult(params.run_id, "running")
     result.timings_s = {nb: s for nb, s in store.read_record(params.run_id).get("timings_s", {}).items()
                         if nb not in notebooks}
@@ -246,6 +248,10 @@ def _run_locked(params: RunParams, notebooks: list[str], with_code: bool, log: C
                              f"kept. Resume with: roicast run --resume --run-id {params.run_id}") from None
     finally:
         os.environ.pop(store.LOCKED_RUN_ENV, None)
+        if backend_before is None:
+            os.environ.pop("KERAS_BACKEND", None)
+        else:
+            os.environ["KERAS_BACKEND"] = backend_before
     if result.status == "running":
         result.status = "succeeded"
     result.report_index = reports.record_status(params, notebooks, result.status, result.timings_s,

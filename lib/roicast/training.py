@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 from sklearn.utils.class_weight import compute_class_weight
 
-from roicast import backends
+from roicast import backends, baselines
 from roicast.artefacts import atomic_path, write_json
 from roicast.baselines import SharedRidge, persistence
 from roicast.batches import WindowBatches
@@ -142,14 +142,16 @@ def compile_model(model: keras.Model, params: RunParams, class_weights=None) -> 
     return model
 
 
-def warm_start_highway(model: keras.Model, arrays: dict, train_indices: np.ndarray) -> None:
+def warm_start_highway(model: keras.Model, arrays: dict, train_indices: np.ndarray,
+                       output: str = "direct") -> None:
     """Start the linear highway at the shared ridge solution fitted on the training windows.
 
     Gradient descent on 60+ strongly collinear inputs converges slowly; the closed-form
-    ridge start lets training spend its epochs on what the recurrent body adds.
+    ridge start lets training spend its epochs on what the recurrent body adds. With
+    `output='decomposed'` the highway forecasts tomorrow's raw return, so the ridge does too.
     """
     ridge = SharedRidge(int(arrays["seq_len"]), int(arrays["horizon"]))
-    ridge.fit(arrays["features"], arrays["target"], train_indices)
+    ridge.fit(arrays["features"], baselines.highway_target(arrays, output), train_indices)
     coef, intercept = ridge.model.coef_, ridge.model.intercept_
     model.get_layer("highway_linear").set_weights(
         [coef.reshape(-1, 1).astype(np.float32), np.array([intercept], dtype=np.float32)])
@@ -225,7 +227,7 @@ def train(arrays: dict, params: RunParams, work_dir: Path, seed: int | None = No
     with model_scope():
         model = build_model(seq_len, n_assets, n_features, params, seed)
         if params.architecture == "highway" and params.task == "regression":
-            warm_start_highway(model, arrays, train_idx)
+            warm_start_highway(model, arrays, train_idx, params.output)
         model = compile_model(model, params, class_weights)
     train_ds = window_batches(arrays["features"], y_train, train_idx, seq_len, params.batch_size,
                               shuffle=True, seed=seed)
