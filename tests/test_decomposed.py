@@ -18,7 +18,7 @@ def test_one_scale_per_asset_keeps_the_smoothed_series_the_mean_of_the_raw_one(s
     smoothed, raw = arrays["features"][..., 0], arrays["features"][..., 1]
     means = np.stack([raw[k - 4:k + 1].mean(axis=0) for k in range(4, len(raw))])
     np.testing.assert_allclose(smoothed[4:], means, atol=1e-5)
-    per_feature, _, _ = build_dataset(small_prices, RunParams(scaler=scaler, seq_len=20))
+    per_feature, _, _ = build_dataset(small_prices, RunParams(scaler=scaler, seq_len=20, scale_by="feature"))
     f_smoothed, f_raw = per_feature["features"][..., 0], per_feature["features"][..., 1]
     f_means = np.stack([f_raw[k - 4:k + 1].mean(axis=0) for k in range(4, len(f_raw))])
     assert np.abs(f_smoothed[4:] - f_means).max() > 1e-2  # the guide's scaling breaks it
@@ -69,6 +69,27 @@ def test_the_decomposed_ridge_comes_close_to_the_ceiling(sample_prices):
 
 def test_decomposed_needs_one_scale_per_asset_and_the_raw_feature():
     with pytest.raises(ParameterError, match="scale_by='asset'"):
-        validate_params({"output": "decomposed"})
+        validate_params({"output": "decomposed", "scale_by": "feature"})
     with pytest.raises(ParameterError, match="'raw' among input_features"):
         validate_params({**DECOMPOSED, "input_features": ["smoothed"]})
+
+
+def test_the_unknown_part_is_scored_against_the_training_mean(sample_prices):
+    arrays, scalers, _ = build_dataset(sample_prices[["AAPL", "JPM", "KO", "XOM", "PG", "MSFT"]],
+                                       RunParams(**DECOMPOSED))
+    idx = arrays["test_idx"]
+    forecasts = evaluate.baseline_forecasts(arrays, scalers, idx)
+    tests = evaluate.unknown_part(arrays, scalers, forecasts, idx)
+    assert "ceiling" not in tests and {"ridge", "ridge_decomposed", "persistence"} <= set(tests)
+    ridge = tests["ridge_decomposed"]
+    assert -0.2 < ridge["r2_vs_train_mean"] < 0.05 and 0.3 < ridge["direction_acc"] < 0.7
+    assert set(evaluate.unknown_part_table(tests).columns) >= {"ic_mean", "ic_t", "dm_statistic"}
+    verdict = evaluate.unknown_part_verdict(tests, "ridge_decomposed")
+    assert "training mean" in verdict and ("No evidence of skill" in verdict or "better than" in verdict)
+
+
+def test_the_default_decomposes_where_the_data_allow_it():
+    assert validate_params({}).resolved_output == "decomposed"
+    assert validate_params({"task": "direction"}).resolved_output == "direct"
+    assert validate_params({"scale_by": "feature"}).resolved_output == "direct"
+    assert validate_params({"horizon": 3}).resolved_output == "direct"

@@ -138,14 +138,12 @@ def test_ensemble_members_take_the_hyper_parameter_variants_in_turn(in_tiny_run,
 
 
 def test_direction_task_runs_through_evaluate_and_ensemble(in_tiny_run, capsys):
-    code = main(["run", "--only", "03,04,05", "--run-id", "tiny", "-p", "task", "direction"])
-    assert code == 0, capsys.readouterr().err
-    metrics = _metrics("tiny")
-    assert len(list((paths.run_dir("tiny") / "logs" / "train").glob("events.*"))) == 1  # one training
+    metrics = _rerun_copy("tiny-dir", "03,04,05,06", {"task": "direction"}, capsys)
+    assert len(list((paths.run_dir("tiny-dir") / "logs" / "train").glob("events.*"))) == 1  # one training
     for name in ("hybrid", "majority"):
         assert 0.3 < metrics["classification"][name]["accuracy"] < 0.8
         assert "p_value_vs_majority" in metrics["classification"][name]
-    per_asset = pd.read_csv(paths.run_dir("tiny") / "metrics_per_asset.csv")
+    per_asset = pd.read_csv(paths.run_dir("tiny-dir") / "metrics_per_asset.csv")
     by_asset = per_asset[per_asset["space"] == "classification"]
     assert set(by_asset["asset"]) == set(TINY["tickers"])
     assert set(by_asset["predictor"]) == {"hybrid", "majority"}

@@ -84,7 +84,7 @@ class RunParams(BaseModel):
         "minmax", description="'minmax' (0..1, the guide's) or 'standard' (mean 0, sd 1), "
         "fitted on training only.")
     scale_by: Literal["feature", "asset"] = Field(
-        "feature", description="'feature': one scaler per feature and asset (the guide's); 'asset': one "
+        "asset", description="'feature': one scaler per feature and asset (the guide's); 'asset': one "
         "affine map per asset for all its features, fitted on its training returns, so the smoothed "
         "series stays the exact mean of the scaled raw series.")
     seq_len: int = Field(60, ge=2, le=1000, description="Days of history in each input window.")
@@ -100,10 +100,11 @@ class RunParams(BaseModel):
     # 03_train
     task: Literal["regression", "direction"] = Field(
         "regression", description="'regression' of the smoothed return, or 'direction' (up/down).")
-    output: Literal["direct", "decomposed"] = Field(
-        "direct", description="'direct': the network forecasts the smoothed target; 'decomposed': it "
+    output: Literal["direct", "decomposed"] | None = Field(
+        None, description="'direct': the network forecasts the smoothed target; 'decomposed': it "
         "forecasts tomorrow's raw return and the model adds the part of the target already known "
-        "(needs scale_by='asset', 'raw' among input_features, horizon 1).")
+        "(needs scale_by='asset', 'raw' among input_features, horizon 1, smooth_window > 1); None: "
+        "decomposed where the data allow it, else direct.")
     architecture: Literal["highway", "guide"] = Field(
         "highway", description="'guide': the guide's network exactly; 'highway': the same network plus "
         "a linear autoregressive path shared across assets (LSTNet's highway).")
@@ -133,6 +134,12 @@ class RunParams(BaseModel):
     backend: Literal["tensorflow", "torch", "jax"] = Field(
         "tensorflow", description="Keras backend that trains the network: 'tensorflow' (the "
         "reference numbers), 'torch' or 'jax' (see the README's 'On a GPU').")
+    init_from: str | None = Field(
+        None, description="Run id whose model.keras weights training starts from (fine-tuning on "
+        "newer data): same network and same assets; None: a fresh start.")
+    freeze_layers: list[str] = Field(
+        [], description="Layers kept at their starting weights while training, e.g. [bilstm_1, "
+        "bilstm_2]; names as 03_train lists them. A comma-separated string is accepted.")
 
     # 04_evaluate
     walk_forward_folds: int = Field(
@@ -163,16 +170,22 @@ class RunParams(BaseModel):
         None, description="Where the forecast's new prices come from; None: the run's own source.")
     forecast_csv_path: str | None = Field(
         None, description="A CSV of new prices for forecast_source='csv' (or a csv run); None: csv_path.")
+    refit: bool = Field(
+        False, description="Also forecast with the network retrained on every window of the run's "
+        "dataset up to asof for 03's best number of epochs (model 'hybrid_refit'; it has no test "
+        "score of its own).")
 
-    @field_validator("run_id")
+    @field_validator("run_id", "init_from")
     @classmethod
-    def _run_folder_name(cls, value: str) -> str:
+    def _run_folder_name(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
         try:
             return paths.check_run_id(value)
         except ParameterError as exc:
             raise ValueError(str(exc)) from None
 
-    @field_validator("tickers", "input_features", "lstm_units", mode="before")
+    @field_validator("tickers", "input_features", "lstm_units", "freeze_layers", mode="before")
     @classmethod
     def _split_commas(cls, value: Any) -> Any:
         if isinstance(value, str):
@@ -212,6 +225,9 @@ class RunParams(BaseModel):
             raise ValueError(f"start ({self.start}) must come before end ({self.end})")
         if self.test_fraction + self.val_fraction >= 0.9:
             raise ValueError("test_fraction + val_fraction must stay below 0.9 to leave training data")
+        if self.init_from is not None and self.init_from == self.run_id:
+            raise ValueError(f"init_from names this run itself ({self.run_id}); fine-tune into a new "
+                             "run, so that the earlier network stays as it was")
         if self.walk_forward_folds == 1:
             raise ValueError("walk_forward_folds must be 0 (off) or at least 2; one fold is the "
                              "chain's own split")
@@ -223,11 +239,10 @@ class RunParams(BaseModel):
         if self.min_lr >= self.resolved_learning_rate:
             raise ValueError(f"min_lr ({self.min_lr:g}) must stay below the learning rate "
                              f"({self.resolved_learning_rate:g})")
-        if self.output == "decomposed" and (self.scale_by != "asset" or "raw" not in self.input_features
-                                            or self.horizon != 1 or self.task != "regression"):
+        if self.output == "decomposed" and not self._can_decompose:
             raise ValueError("output='decomposed' needs scale_by='asset', 'raw' among input_features, "
-                             "horizon=1 and task='regression': the known part of the target is then "
-                             "exactly the mean of the window's last raw returns")
+                             "horizon=1, smooth_window > 1 and task='regression': the known part of the "
+                             "target is then exactly the mean of the window's last raw returns")
         for variant in self.member_variants:
             self._check_variant(variant)
         return self
@@ -252,6 +267,17 @@ class RunParams(BaseModel):
         if self.learning_rate is not None:
             return self.learning_rate
         return 1e-4 if self.task == "direction" else 1e-3
+
+    @property
+    def _can_decompose(self) -> bool:
+        return (self.scale_by == "asset" and "raw" in self.input_features and self.horizon == 1
+                and self.smooth_window > 1 and self.task == "regression")
+
+    @property
+    def resolved_output(self) -> str:
+        if self.output is not None:
+            return self.output
+        return "decomposed" if self._can_decompose else "direct"
 
     @property
     def resolved_clipnorm(self) -> float | None:

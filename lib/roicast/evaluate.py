@@ -96,6 +96,67 @@ def significance(arrays: dict, scalers: dict, forecasts: dict[str, np.ndarray],
     return tests
 
 
+def unknown_part(arrays: dict, scalers: dict, forecasts: dict[str, np.ndarray],
+                 indices: np.ndarray) -> dict[str, dict]:
+    """How well each forecast of the smoothed target predicts tomorrow's own return, the only part
+    not yet known: the implied return w·forecast − (the w − 1 known returns), in percent.
+
+    Per predictor: R² against each asset's training-mean return, MAE, the daily rank IC with its
+    t-statistic, direction accuracy with a binomial test against the training majority, and a
+    Diebold–Mariano test against the training mean (negative favours the predictor).
+    """
+    window, horizon = int(arrays["smooth_window"]), int(arrays["horizon"])
+    if window < 2 or horizon != 1:
+        return {}
+    indices = np.asarray(indices)
+    raw = arrays["raw_pct"]
+    known = sum(raw[indices - k] for k in range(1, window))
+    actual = raw[indices]
+    mean = raw[arrays["train_idx"]].mean(axis=0)
+    majority = (raw[arrays["train_idx"]] > 0).mean(axis=0) >= 0.5
+    majority_share = float(np.mean((actual > 0) == majority))
+    result = {}
+    for name, values in in_both_spaces(forecasts, scalers)["roi_pct"].items():
+        if name in ("ceiling", "train_mean", "window_mean"):
+            continue
+        implied = window * values - known
+        sse, sse_mean = np.sum((actual - implied) ** 2), np.sum((actual - mean) ** 2)
+        ic = information_coefficient(implied, actual)
+        correct = int(np.sum((implied > 0) == (actual > 0)))
+        direction = binomial_direction_test(correct, actual.size, majority_share)
+        result[name] = {
+            "r2_vs_train_mean": float(1 - sse / sse_mean), "mae": float(np.mean(np.abs(actual - implied))),
+            "ic_mean": ic["mean"], "ic_t": ic["t_stat"], "direction_acc": correct / actual.size,
+            "majority_acc": majority_share,
+            "p_direction_vs_majority": direction["p_value"],
+            "dm_vs_train_mean": diebold_mariano(implied - actual, mean - actual)}
+    return result
+
+
+def unknown_part_table(tests: dict) -> pd.DataFrame:
+    """unknown_part's scores, one row per predictor, with the Diebold–Mariano statistic and p-value."""
+    rows = {name: {**{k: v for k, v in t.items() if k != "dm_vs_train_mean"},
+                   "dm_statistic": t["dm_vs_train_mean"]["statistic"],
+                   "dm_p_value": t["dm_vs_train_mean"]["p_value"]} for name, t in tests.items()}
+    return pd.DataFrame(rows).T
+
+
+def unknown_part_verdict(tests: dict, model: str = "hybrid") -> str:
+    """One sentence a reader can act on: does `model` forecast tomorrow's return better than its mean?"""
+    if model not in tests:
+        return "No forecast of tomorrow's own return to judge."
+    t = tests[model]
+    dm = t["dm_vs_train_mean"]
+    better = dm["statistic"] < 0 and dm["p_value"] < 0.05
+    return (f"On tomorrow's own return, {model} has R² {t['r2_vs_train_mean']:+.4f} against each asset's "
+            f"training mean, rank IC {t['ic_mean']:+.4f} (t = {t['ic_t']:.2f}) and direction accuracy "
+            f"{t['direction_acc']:.3f} against {t['majority_acc']:.3f} for the majority class "
+            f"(p = {t['p_direction_vs_majority']:.3g}); Diebold–Mariano against the training mean "
+            f"{dm['statistic']:+.2f} (p = {dm['p_value']:.3g}). "
+            + ("It forecasts the unknown part better than the mean." if better else
+               "No evidence of skill on the unknown part: its value comes from the days already known."))
+
+
 def predictions_frame(arrays: dict, scalers: dict, forecasts: dict[str, np.ndarray],
                       indices: np.ndarray) -> pd.DataFrame:
     """Long table: date, asset, actual and every predictor, scaled and in ROI percent."""

@@ -7,18 +7,25 @@ read new prices through the same code as 02 (`preprocess.series_until`), and for
 gets a split-conformal interval from its own validation errors at each step ahead, the method
 of 05's calibrated interval.
 
+With `refit`, the network is also trained again on every window of the run's dataset up to
+`asof`, as 03 trained it, for 03's best number of epochs (`training.refit`): more recent data for
+production, at the price of no held-out score. Its forecasts are `hybrid_refit`, with the original
+network's intervals.
+
 The step-1 forecast as of a day inside the test period is, by construction, the number 04
 recorded in predictions.parquet for the next day: one computation, two uses.
 """
 
+import tempfile
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
+import keras
 import numpy as np
 import pandas as pd
 
-from roicast import artefacts, baselines, collect, models, multistep, paths, preprocess, store
+from roicast import artefacts, baselines, collect, models, multistep, paths, preprocess, store, training
 from roicast.config import RunParams, validate_params
 from roicast.errors import DataError, ParameterError, RoicastWarning
 from roicast.preprocess import to_roi_pct
@@ -77,6 +84,8 @@ class TrainedRun:
     scalers: dict
     dataset: dict
     predictors: dict  # name -> an object with Keras's `predict(windows, batch_size, verbose)`
+    interval_from: dict = field(default_factory=dict)  # name -> the predictor whose validation
+    # errors give its interval, for one with no held-out errors of its own (the refit); else itself
 
 
 def run_params(run_id: str) -> RunParams:
@@ -187,7 +196,7 @@ def forecast_frame(run: TrainedRun, arrays: dict, days: int, dates: list[pd.Time
     for name, predictor in run.predictors.items():
         scaled = multistep.recursive_forecast(predictor, arrays, run.scalers, origin, days)[:, 0]
         roi = to_roi_pct(scaled, run.scalers)
-        half = conformal_half_widths(predictor, run, days)
+        half = conformal_half_widths(run.predictors[run.interval_from.get(name, name)], run, days)
         implied = np.empty_like(roi)
         known_raw = list(raw[len(raw) - (window - 1):]) if window > 1 else []
         for step in range(days):
@@ -208,13 +217,44 @@ def forecast_frame(run: TrainedRun, arrays: dict, days: int, dates: list[pd.Time
 
 
 def direction_frame(run: TrainedRun, arrays: dict, dates: list[pd.Timestamp]) -> pd.DataFrame:
-    """For a direction run: the probability of an up day tomorrow, per asset."""
+    """For a direction run: each network's probability of an up day tomorrow, per asset."""
     windows = make_windows(arrays["features"], np.array([len(arrays["features"])]),
                                      run.params.seq_len)
     flat = np.asarray(windows).reshape(1, run.params.seq_len, -1)
-    probability = run.predictors["hybrid"].predict(flat, verbose=0)[0]
-    return pd.DataFrame({"date": dates[0], "asset": run.scalers["assets"], "step": 1, "model": "hybrid",
-                         "method": "one-step", "probability_up": probability})
+    return pd.concat([pd.DataFrame({"date": dates[0], "asset": run.scalers["assets"], "step": 1,
+                                    "model": name, "method": "one-step",
+                                    "probability_up": predictor.predict(flat, verbose=0)[0]})
+                      for name, predictor in run.predictors.items()], ignore_index=True)
+
+
+def windows_until(dataset: dict, day: pd.Timestamp) -> np.ndarray:
+    """The training, validation and test windows of dataset.npz whose target date is on or before
+    `day`: what a refit as of `day` trains on. Days after the dataset's last are in no window of
+    it (the new prices' windows would need 02 re-run), so a refit stops there."""
+    indices = np.concatenate([dataset["train_idx"], dataset["val_idx"], dataset["test_idx"]])
+    target_dates = dataset["dates"][indices + int(dataset["horizon"]) - 1]
+    return indices[target_dates <= np.datetime64(day.date())]
+
+
+def refit_network(run: TrainedRun, day: pd.Timestamp, work_dir: Path | None) -> tuple[keras.Model, str]:
+    """The run's network refitted on its windows up to `day` for 03's best number of epochs, and
+    the note that goes with its forecasts."""
+    trained = artefacts.read_json(paths.run_dir(run.run_id) / "train.json")
+    indices = windows_until(run.dataset, day)
+    if len(indices) == 0:
+        raise ParameterError(f"refit: no window of the run's dataset has its target on or before "
+                             f"{day:%Y-%m-%d}; choose a later asof.")
+    epochs = int(trained["best_epoch"])
+    with tempfile.TemporaryDirectory() as scratch:
+        result = training.refit(run.dataset, run.params, indices, epochs, Path(work_dir or scratch),
+                                trained.get("learning_rates"))
+    last = pd.Timestamp(run.dataset["dates"][-1])
+    note = (f"hybrid_refit: refitted on every window up to asof for {epochs} epochs; it has no test "
+            f"score of its own. Its {len(indices)} windows are the run's training, validation and "
+            f"test windows with a target on or before {min(day, last):%Y-%m-%d} (the run's dataset "
+            f"ends {last:%Y-%m-%d}; newer days are in none). Its intervals are the original "
+            "network's validation half-widths: the refit has no held-out errors.")
+    return result.model, note
 
 
 @dataclass
@@ -222,11 +262,17 @@ class Forecast:
     frame: pd.DataFrame  # the long table saved as forecasts/<asof>.parquet
     info: dict  # forecast.json
     recent: pd.DataFrame  # the smoothed ROI % of the last days before asof (dates × assets)
+    refitted: keras.Model | None = None  # with `refit`, the network saved as forecasts/<asof>-refit.keras
 
 
 def make_forecast(run_id: str, params: RunParams, prices: pd.DataFrame | None = None,
-                  asof: str | None = None, days: int | None = None) -> Forecast:
-    """The forecast of a finished run for `days` trading days after `asof`, and its summary."""
+                  asof: str | None = None, days: int | None = None,
+                  work_dir: Path | None = None) -> Forecast:
+    """The forecast of a finished run for `days` trading days after `asof`, and its summary.
+
+    With `params.refit`, the network refitted on the windows up to asof forecasts too, as
+    `hybrid_refit`; `work_dir` holds its training files (default: a temporary folder).
+    """
     days = params.forecast_days if days is None else days
     asof = params.asof if asof is None else asof
     run = load_run(run_id, params)
@@ -240,6 +286,12 @@ def make_forecast(run_id: str, params: RunParams, prices: pd.DataFrame | None = 
                    f"max_staleness_days={params.max_staleness_days}): this forecast is for days long past.")
         warnings.warn(message, RoicastWarning, stacklevel=2)
         notes.append(message)
+    refitted = None
+    if params.refit:
+        refitted, note = refit_network(run, day, work_dir)
+        run.predictors = {"hybrid_refit": refitted, **run.predictors}
+        run.interval_from["hybrid_refit"] = "hybrid"
+        notes.append(note)
     arrays = preprocess.series_until(history, params, run.scalers)
     if params.task == "direction":
         frame = direction_frame(run, arrays, dates)
@@ -252,15 +304,18 @@ def make_forecast(run_id: str, params: RunParams, prices: pd.DataFrame | None = 
             "staleness_business_days": stale, "stale": stale > params.max_staleness_days,
             "days": days, "models": sorted(frame["model"].unique()), "interval": params.interval,
             "method": "step 1 one-step, later steps recursive (each forecast fed back as input)",
-            "task": params.task, "notes": notes}
-    return Forecast(frame, info, recent)
+            "task": params.task, "refit": params.refit, "notes": notes}
+    return Forecast(frame, info, recent, refitted)
 
 
 def save(run_dir: Path, result: Forecast, figure=None) -> Path:
-    """forecasts/<asof>.parquet and .csv (and the fan chart as .png), and forecast.json (06's
-    section of metrics.json)."""
+    """forecasts/<asof>.parquet and .csv (and the fan chart as .png, the refitted network as
+    <asof>-refit.keras, never over model.keras), and forecast.json (06's section of metrics.json)."""
     folder = Path(run_dir) / FORECASTS
     path = artefacts.write_parquet(folder / f"{result.info['asof']}.parquet", result.frame)
+    if result.refitted is not None:
+        with artefacts.atomic_path(folder / f"{result.info['asof']}-refit.keras") as tmp:
+            result.refitted.save(tmp)
     with artefacts.atomic_path(folder / f"{result.info['asof']}.csv") as tmp:
         result.frame.to_csv(tmp, index=False)
     if figure is not None:

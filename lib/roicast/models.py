@@ -149,7 +149,7 @@ def build_model(seq_len: int, n_assets: int, n_features: int, params: RunParams,
     if highway:
         outputs = layers.Add(name="body_plus_highway")(
             [outputs, _highway(inputs, seq_len, n_assets, n_features)])
-    if params.output == "decomposed":  # outputs so far: tomorrow's raw return
+    if params.resolved_output == "decomposed":  # outputs so far: tomorrow's raw return
         known = KnownPart(params.smooth_window, n_assets, n_features, params.input_features.index("raw"),
                           name="known_part")(inputs)
         unknown = layers.Rescaling(1 / params.smooth_window, name="unknown_part")(outputs)

@@ -7,11 +7,13 @@ the whole chain; a full run never lands on an existing run unless `overwrite` re
 first; an interrupted run says so and can be resumed.
 """
 
+import logging
 import os
 import shutil
 import signal
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -153,6 +155,23 @@ class _Progress:
         pass
 
 
+@contextmanager
+def _library_logs_to(path: Path) -> Iterator[None]:
+    """Send what papermill, nbclient, nbconvert and asyncio log to a file, not the terminal: on
+    Ctrl-C they would print a dying kernel's traceback after roicast's one-line message."""
+    handler = logging.FileHandler(path)
+    loggers = [logging.getLogger(name) for name in ("asyncio", "papermill", "traitlets")]
+    saved = [(logger, logger.handlers[:], logger.propagate) for logger in loggers]
+    for logger in loggers:
+        logger.handlers, logger.propagate = [handler], False
+    try:
+        yield
+    finally:
+        for logger, handlers, propagate in saved:
+            logger.handlers, logger.propagate = handlers, propagate
+        handler.close()
+
+
 def _raise_interrupt(signum, frame) -> None:
     raise KeyboardInterrupt
 
@@ -203,7 +222,8 @@ def run_chain(params: RunParams, only: Sequence[str] | None = None, with_code: b
     lock = store.acquire(params.run_id)
     previous = signal.signal(signal.SIGTERM, _raise_interrupt)
     try:
-        return _run_locked(params, notebooks, with_code, log, overwrite, quiet)
+        with _library_logs_to(paths.runs_dir() / ".locks" / f"{params.run_id}.log"):
+            return _run_locked(params, notebooks, with_code, log, overwrite, quiet)
     finally:
         signal.signal(signal.SIGTERM, previous)
         lock.release()

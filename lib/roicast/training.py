@@ -27,13 +27,13 @@ import numpy as np
 import pandas as pd
 from sklearn.utils.class_weight import compute_class_weight
 
-from roicast import backends, baselines
-from roicast.artefacts import atomic_path, write_json
+from roicast import backends, baselines, paths
+from roicast.artefacts import atomic_path, read_json, write_json
 from roicast.baselines import SharedRidge, persistence
 from roicast.batches import WindowBatches
 from roicast.config import RunParams
-from roicast.errors import DataError
-from roicast.models import WeightedBinaryCrossentropy, build_model
+from roicast.errors import DataError, ParameterError
+from roicast.models import WeightedBinaryCrossentropy, build_model, load_model
 from roicast.preprocess import direction_labels
 from roicast.windows import make_windows, targets_for
 
@@ -148,13 +148,103 @@ def warm_start_highway(model: keras.Model, arrays: dict, train_indices: np.ndarr
 
     Gradient descent on 60+ strongly collinear inputs converges slowly; the closed-form
     ridge start lets training spend its epochs on what the recurrent body adds. With
-    `output='decomposed'` the highway forecasts tomorrow's raw return, so the ridge does too.
+    `output='decomposed'` the network forecasts only tomorrow's raw return, where a ridge on
+    the window does worse than each asset's training mean: it starts there instead (the
+    highway at zero, the head's bias at the means), which is the ceiling's forecast.
     """
+    if output == "decomposed":
+        means = targets_for(baselines.raw_feature(arrays), train_indices).mean(axis=0)
+        highway = model.get_layer("highway_linear")
+        highway.set_weights([np.zeros_like(w) for w in highway.get_weights()])
+        kernel, _ = model.get_layer("head").get_weights()
+        model.get_layer("head").set_weights([kernel, means.astype(np.float32)])
+        return
     ridge = SharedRidge(int(arrays["seq_len"]), int(arrays["horizon"]))
     ridge.fit(arrays["features"], baselines.highway_target(arrays, output), train_indices)
     coef, intercept = ridge.model.coef_, ridge.model.intercept_
     model.get_layer("highway_linear").set_weights(
         [coef.reshape(-1, 1).astype(np.float32), np.array([intercept], dtype=np.float32)])
+
+
+def check_same_assets(assets: list[str], init_from: str) -> None:
+    """Stop unless the earlier run had these assets in this order: the network's input holds one
+    slot per asset, and its output one column per asset, in scaler.json's order."""
+    saved = paths.run_dir(init_from) / "scaler.json"
+    if not saved.exists():
+        raise ParameterError(f"init_from={init_from}: {saved} does not exist; name a run whose "
+                             "02_preprocess and 03_train have finished.")
+    theirs = read_json(saved)["assets"]
+    if theirs == assets:
+        return
+    only_theirs = [a for a in theirs if a not in assets]
+    only_mine = [a for a in assets if a not in theirs]
+    if only_theirs or only_mine:
+        differs = (f"only in {init_from}: {', '.join(only_theirs) or 'none'}; only in this run: "
+                   f"{', '.join(only_mine) or 'none'}")
+    else:
+        differs = f"the same assets in another order ({', '.join(theirs)} against {', '.join(assets)})"
+    raise ParameterError(f"init_from={init_from}: its assets differ from this run's ({differs}). "
+                         "Fine-tuning needs the same assets in the same order; use the same tickers.")
+
+
+def weight_shapes(model: keras.Model) -> dict[str, list[tuple[int, ...]]]:
+    """Each layer's name and the shapes of its weights: what two networks must share for one to
+    start from the other's weights."""
+    return {layer.name: [tuple(w.shape) for w in layer.weights] for layer in model.layers}
+
+
+def check_same_network(model: keras.Model, source: keras.Model, init_from: str) -> None:
+    """Stop unless `source` has the layers of `model`, by name, with weights of the same shapes."""
+    mine, theirs = weight_shapes(model), weight_shapes(source)
+    problems = []
+    if only := [name for name in theirs if name not in mine]:
+        problems.append(f"layers only in {init_from}: {', '.join(only)}")
+    if only := [name for name in mine if name not in theirs]:
+        problems.append(f"layers only in this run's network: {', '.join(only)}")
+    if shapes := [f"{name} {theirs[name]} against {mine[name]}" for name in mine
+                  if name in theirs and mine[name] != theirs[name]]:
+        problems.append(f"weight shapes differ: {'; '.join(shapes)}")
+    if problems:
+        raise ParameterError(f"init_from={init_from}: its network does not match this run's "
+                             f"({'; '.join(problems)}). Fine-tuning needs the same architecture, task, "
+                             "output, layer sizes and input features as the earlier run.")
+
+
+def load_initial_weights(model: keras.Model, init_from: str, assets: list[str]) -> None:
+    """Copy an earlier run's weights into `model`, layer by layer, after checking that both runs
+    read the same assets with the same network."""
+    check_same_assets(assets, init_from)
+    saved = paths.run_dir(init_from) / "model.keras"
+    if not saved.exists():
+        raise ParameterError(f"init_from={init_from}: {saved} does not exist; name a run whose "
+                             "03_train has finished.")
+    source = load_model(saved)
+    check_same_network(model, source, init_from)
+    for layer in model.layers:
+        layer.set_weights(source.get_layer(layer.name).get_weights())
+
+
+def freeze(model: keras.Model, names: list[str]) -> None:
+    """Keep the named layers at their starting weights (before compiling, which reads the flag)."""
+    known = [layer.name for layer in model.layers]
+    unknown = [name for name in names if name not in known]
+    if unknown:
+        raise ParameterError(f"freeze_layers: {', '.join(unknown)} is not a layer of this network; its "
+                             f"layers are {', '.join(known)}.")
+    for name in names:
+        model.get_layer(name).trainable = False
+
+
+def initialise(model: keras.Model, arrays: dict, params: RunParams, train_indices: np.ndarray,
+               fine_tune: bool) -> None:
+    """The starting weights: an earlier run's when fine-tuning from one (which the ridge start
+    must not overwrite), else for the highway the ridge solution; then the frozen layers."""
+    if fine_tune and params.init_from is not None:
+        load_initial_weights(model, params.init_from, [str(a) for a in arrays["assets"]])
+    elif params.architecture == "highway" and params.task == "regression":
+        warm_start_highway(model, arrays, train_indices, params.resolved_output)
+    if fine_tune:
+        freeze(model, params.freeze_layers)
 
 
 def validation_persistence_loss(arrays: dict) -> float:
@@ -177,10 +267,9 @@ class EpochTimer(keras.callbacks.Callback):
         self.seconds.append(time.perf_counter() - self._start)
 
 
-def make_callbacks(params: RunParams, work_dir: Path, timer: EpochTimer, verbose: int = 1) -> list:
-    """The guide's three callbacks plus TensorBoard (TensorFlow backend only), CSVLogger,
-    TerminateOnNaN and a timer."""
-    callbacks = [
+def validation_callbacks(params: RunParams, work_dir: Path, verbose: int = 1) -> list:
+    """The guide's three callbacks, all steered by the validation loss."""
+    return [
         keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=params.lr_factor,
                                           patience=params.lr_patience, min_lr=params.min_lr,
                                           verbose=verbose),
@@ -188,6 +277,19 @@ def make_callbacks(params: RunParams, work_dir: Path, timer: EpochTimer, verbose
                                       restore_best_weights=True, verbose=verbose),
         keras.callbacks.ModelCheckpoint(str(work_dir / CHECKPOINT), monitor="val_loss",
                                         save_best_only=True, verbose=0),
+    ]
+
+
+def make_callbacks(params: RunParams, work_dir: Path, timer: EpochTimer, verbose: int = 1,
+                   schedule: list[float] | None = None) -> list:
+    """The guide's three callbacks, or for a fit without validation the per-epoch learning rates
+    of `schedule`, plus TensorBoard (TensorFlow backend only), CSVLogger, TerminateOnNaN and a timer."""
+    if schedule is None:
+        steering = validation_callbacks(params, work_dir, verbose)
+    else:
+        steering = [keras.callbacks.LearningRateScheduler(lambda epoch, _: schedule[epoch])]
+    callbacks = [
+        *steering,
         keras.callbacks.TensorBoard(log_dir=str(work_dir / "logs"), write_graph=False),
         keras.callbacks.CSVLogger(str(work_dir / EPOCH_LOG)),
         keras.callbacks.TerminateOnNaN(),
@@ -206,11 +308,18 @@ class TrainResult:
 
 
 def train(arrays: dict, params: RunParams, work_dir: Path, seed: int | None = None,
-          train_indices: np.ndarray | None = None, verbose: int = 2) -> TrainResult:
+          train_indices: np.ndarray | None = None, verbose: int = 2, fine_tune: bool = False,
+          schedule: list[float] | None = None) -> TrainResult:
     """Build, compile and fit the network of `params` on the training windows.
 
     Validation is the period after training (never the test period); the returned model
     holds the weights of the best validation epoch.
+
+    `fine_tune` (03 and its refit) starts from `params.init_from`'s weights and freezes
+    `params.freeze_layers`; the other retrainings (walk-forward folds, ensemble members, one
+    network per horizon) start afresh, since the earlier run may have trained on their test days.
+    `schedule`, the learning rate of each epoch, fits without validation for exactly that many
+    epochs: for a refit, which holds nothing out.
     """
     seed = params.seed if seed is None else seed
     set_seed(seed)
@@ -220,42 +329,64 @@ def train(arrays: dict, params: RunParams, work_dir: Path, seed: int | None = No
     seq_len = int(arrays["seq_len"])
     n_days, n_assets, n_features = arrays["features"].shape
     train_idx = arrays["train_idx"] if train_indices is None else train_indices
+    validate = schedule is None
     y_train = training_targets(arrays, train_idx, params)
-    y_val = training_targets(arrays, arrays["val_idx"], params)
     class_weights = balanced_class_weights(y_train) if params.task == "direction" else None
 
     with model_scope():
         model = build_model(seq_len, n_assets, n_features, params, seed)
-        if params.architecture == "highway" and params.task == "regression":
-            warm_start_highway(model, arrays, train_idx, params.output)
+        initialise(model, arrays, params, train_idx, fine_tune)
         model = compile_model(model, params, class_weights)
     train_ds = window_batches(arrays["features"], y_train, train_idx, seq_len, params.batch_size,
                               shuffle=True, seed=seed)
-    val_ds = window_batches(arrays["features"], y_val, arrays["val_idx"], seq_len, EVAL_BATCH)
+    val_ds = None
+    if validate:
+        y_val = training_targets(arrays, arrays["val_idx"], params)
+        val_ds = window_batches(arrays["features"], y_val, arrays["val_idx"], seq_len, EVAL_BATCH)
     timer = EpochTimer()
     start = time.perf_counter()
-    fit = model.fit(train_ds, validation_data=val_ds, epochs=params.epochs,
-                    callbacks=make_callbacks(params, work_dir, timer, int(verbose > 0)), shuffle=False,
-                    verbose=verbose)
+    fit = model.fit(train_ds, validation_data=val_ds, epochs=params.epochs if validate else len(schedule),
+                    callbacks=make_callbacks(params, work_dir, timer, int(verbose > 0), schedule),
+                    shuffle=False, verbose=verbose)
     fit_seconds = time.perf_counter() - start
 
     history = pd.DataFrame(fit.history)
     history.index.name = "epoch"
-    best_epoch = int(history["val_loss"].idxmin()) + 1
     info = {
-        "task": params.task, "architecture": params.architecture, "seed": seed,
+        "task": params.task, "architecture": params.architecture, "output": params.resolved_output,
+        "seed": seed,
         "backend": backends.name(), "device": backends.device(),
-        "epochs_run": len(history), "best_epoch": best_epoch,
-        "best_val_loss": float(history["val_loss"].min()),
+        "epochs_run": len(history),
+        "best_epoch": int(history["val_loss"].idxmin()) + 1 if validate else len(history),
+        "best_val_loss": float(history["val_loss"].min()) if validate else None,
+        "learning_rates": history["learning_rate"].tolist() if "learning_rate" in history else None,
+        "train_windows": len(train_idx),
+        "init_from": params.init_from if fine_tune else None,
+        "freeze_layers": params.freeze_layers if fine_tune else [],
         "epoch_seconds": timer.seconds, "fit_seconds": fit_seconds,
         "n_params": int(model.count_params()),
-        "val_loss_persistence": validation_persistence_loss(arrays) if params.task == "regression"
-        else None,
+        "val_loss_persistence": validation_persistence_loss(arrays)
+        if params.task == "regression" and validate else None,
         "params": params.model_dump(),
         "class_weights": None if class_weights is None else
         {"up": class_weights[0].tolist(), "down": class_weights[1].tolist()},
     }
     return TrainResult(model, history, info)
+
+
+def refit(arrays: dict, params: RunParams, indices: np.ndarray, epochs: int, work_dir: Path,
+          learning_rates: list[float] | None = None, verbose: int = 0) -> TrainResult:
+    """The run's network trained again as 03 trained it (same seed, hyper-parameters and start)
+    on `indices` for exactly `epochs` epochs, without validation: for production, once every
+    window up to a day should count and none is left to hold out.
+
+    `learning_rates`, 03's rate in each epoch (train.json), are replayed so that
+    ReduceLROnPlateau's cuts fall where they fell; without them the starting rate holds throughout.
+    """
+    rates = list(learning_rates[:epochs]) if learning_rates else []
+    rates += [rates[-1] if rates else params.resolved_learning_rate] * (epochs - len(rates))
+    return train(arrays, params, work_dir, train_indices=np.asarray(indices), verbose=verbose,
+                 fine_tune=True, schedule=rates)
 
 
 def predict(model: keras.Model, arrays: dict, indices: np.ndarray,
