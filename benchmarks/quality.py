@@ -2,9 +2,12 @@
 
 Runs the whole chain with default parameters on the guide's period (the last 2.5 years,
 2020-06 to 2022-12) and on the financial crisis (2007 to 2009), then tabulates
-metrics.json: R² in both spaces, MAE in ROI %, direction accuracy, and for the hybrid
+metrics.json: R² in both spaces, MAE in ROI %, direction accuracy, for the hybrid
 model the Diebold–Mariano p-values against persistence and ridge and the information
-coefficient.
+coefficient, and what each forecast says about tomorrow's own return (the unknown part).
+On each period it also trains the direction task (`task: direction`, 01 to 04) and reports
+its accuracy beside the majority class with the binomial p-value: lstm-fixes.md's claim of
+54–58 % put to the test.
 
 Usage: python benchmarks/quality.py [-p NAME VALUE]...
 Writes reports/benchmarks/quality.json and quality.md.
@@ -47,6 +50,22 @@ def table(metrics: dict) -> list[str]:
         if name in ic:
             rows.append(f"- information coefficient of {name}: mean {ic[name]['mean']:+.3f}, "
                         f"mean/sd {ic[name]['ir']:+.2f} over {ic[name]['n_days']} days")
+    unknown = metrics.get("unknown_part") or {}
+    for name in ("hybrid", "ridge_decomposed", "ridge"):
+        if name in unknown:
+            u = unknown[name]
+            rows.append(f"- tomorrow's own return, {name}: R² {u['r2_vs_train_mean']:+.4f} against the "
+                        f"training mean, IC {u['ic_mean']:+.4f} (t = {u['ic_t']:.2f}), direction "
+                        f"{u['direction_acc']:.3f} against {u['majority_acc']:.3f} (p = "
+                        f"{u['p_direction_vs_majority']:.3g})")
+    return rows
+
+
+def direction_rows(metrics: dict) -> list[str]:
+    rows = ["| predictor | accuracy | ROC AUC | p vs majority |", "|---|---|---|---|"]
+    for name, values in metrics["classification"].items():
+        rows.append(f"| {name} | {values['accuracy']:.3f} | {values.get('roc_auc', float('nan')):.3f} "
+                    f"| {values['p_value_vs_majority']:.3g} |")
     return rows
 
 
@@ -66,6 +85,13 @@ def main() -> None:
             lines += [f"### {label}", "", f"Test targets {data['n_test']} days to {data['end']}, "
                       f"{len(data['assets'])} assets; training from {data['start']}.", "",
                       *table(metrics), ""]
+            direction_id = f"quality-{k}-direction"
+            run_chain(validate_params({**values, "run_id": direction_id, "task": "direction"}),
+                      only=["01_collect", "02_preprocess", "03_train", "04_evaluate"])
+            direction = json.loads((paths.run_dir(direction_id) / "metrics.json").read_text())
+            results[f"{label}, direction"] = direction
+            lines += ["Direction task (next raw return up or down), same period and split:", "",
+                      *direction_rows(direction), ""]
     save_results("quality", results, "\n".join(lines))
 
 

@@ -21,6 +21,7 @@ import pandas as pd
 
 from roicast import paths
 from roicast.config import RunParams
+from roicast.evaluate import unknown_part_verdict
 from roicast.forecast_table import expected_returns
 from roicast.store import declared_parameters
 
@@ -71,7 +72,7 @@ def results_table(metrics: dict) -> str:
     data = metrics["data"]
     lines += ["", f"Run `{metrics['run_id']}`: {len(data['assets'])} assets, {data['n_test']} test "
               f"days up to {data['end']}; " + "; ".join(notes) + " (a negative statistic favours "
-              "the hybrid)."]
+              "the hybrid).", "", unknown_part_verdict(metrics.get("unknown_part") or {})]
     return "\n".join(lines)
 
 

@@ -1,16 +1,18 @@
-"""Ensemble members: trained in worker processes, the same networks as trained here."""
+"""Ensemble members: trained as dask tasks on a LocalCluster, the same networks as trained here."""
 
 import numpy as np
 import pytest
 
+from roicast.cluster import SCHEDULER_ENV, connect
 from roicast.config import RunParams
+from roicast.errors import RoicastError
 from roicast.preprocess import build_dataset
 
 keras = pytest.importorskip("keras")
 from roicast import ensemble, models, training  # noqa: E402
 
-TINY = dict(seq_len=20, lstm_units=[8, 4], attention_heads=1, attention_key_dim=4,
-            dense_units=8, epochs=2, batch_size=64, n_members=4, seed=11)
+TINY = dict(seq_len=20, lstm_units=[4, 2], attention_heads=1, attention_key_dim=2,
+            dense_units=4, epochs=2, batch_size=64, n_members=4, seed=11)
 
 
 @pytest.fixture
@@ -53,10 +55,16 @@ def test_workers_follow_the_cores_and_stay_home_with_one(monkeypatch):
 
 def test_members_from_two_workers_for_three_seeds_are_saved_and_in_seed_order(dataset, tmp_path, monkeypatch):
     monkeypatch.setattr(ensemble.os, "cpu_count", lambda: 2)
+    monkeypatch.delenv(SCHEDULER_ENV, raising=False)
     params = RunParams(**TINY)
     first = training.train(dataset, params, tmp_path / "first", verbose=0)
     members, run = ensemble.train_members(dataset, params, tmp_path, first.model, first.info)
-    assert [m.seed for m in members] == [11, 12, 13, 14] and run["workers"] == 2
+    assert [m.seed for m in members] == [11, 12, 13, 14]
+    assert run["workers"] == 2 and run["scheduler"] is None
+    here = ensemble.train_member(dataset, params, 12, tmp_path)
+    np.testing.assert_allclose(members[1].test, here.test, rtol=0, atol=1e-6,
+                               err_msg="a member trained on the cluster is the one trained here")
+    assert members[1].val_loss == pytest.approx(here.val_loss, abs=1e-6)
     for member in members[1:]:
         saved = models.load_model(tmp_path / "ensemble" / f"member_{member.seed}.keras")
         np.testing.assert_allclose(training.predict(saved, dataset, dataset["test_idx"]), member.test,
@@ -64,3 +72,26 @@ def test_members_from_two_workers_for_three_seeds_are_saved_and_in_seed_order(da
         assert member.test.shape == (len(dataset["test_idx"]), len(dataset["assets"]))
     assert not np.allclose(members[1].test, members[2].test), "different seeds, different members"
     assert not [p for p in (tmp_path / "ensemble").iterdir() if p.suffix != ".keras"]
+
+
+def _intra_op_threads() -> int:
+    import tensorflow as tf
+
+    return tf.config.threading.get_intra_op_parallelism_threads()
+
+
+def test_workers_get_their_share_of_the_cores_and_a_failed_member_names_its_seed(dataset, tmp_path):
+    params = RunParams(**TINY)
+    with connect(None, 2) as client:
+        with pytest.raises(RoicastError, match=r"Ensemble member 21 \(dense_units=0\) failed"):
+            ensemble.train_on_cluster(client, dataset, params, [21], [{"dense_units": 0}], tmp_path)
+        shares = ensemble.workers_per_host(client)
+        threads = client.run(_intra_op_threads)
+    assert list(shares.values()) == [2]
+    assert set(threads.values()) == {max(1, (ensemble.os.cpu_count() or 1) // 2)}
+    assert not list(tmp_path.glob("member_*"))
+
+
+def test_a_member_that_fails_here_names_its_seed(dataset, tmp_path):
+    with pytest.raises(RoicastError, match="Ensemble member 7 .* failed: ValidationError"):
+        ensemble.train_seeds(dataset, RunParams(**TINY), [7], tmp_path, 0, [{"dense_units": 0}])

@@ -28,7 +28,8 @@ TINY = {
     "lstm_units": [8, 4], "attention_heads": 2, "attention_key_dim": 8, "dense_units": 16,
     "epochs": 2, "n_members": 2, "seed": 7,
 }
-PREDICTORS = {"hybrid", "ensemble", "persistence", "window_mean", "train_mean", "ridge", "ceiling"}
+PREDICTORS = {"hybrid", "ensemble", "persistence", "window_mean", "train_mean", "ridge", "ridge_decomposed",
+              "ceiling"}
 
 
 def _metrics(run_id: str) -> dict:

@@ -53,7 +53,7 @@ def test_changing_prices_after_the_training_cutoff_changes_nothing_in_training(s
 
 
 def test_minmax_scaler_is_fitted_on_training_rows_only(small_prices):
-    arrays, _, _ = build_dataset(small_prices, RunParams(**SMALL))
+    arrays, _, _ = build_dataset(small_prices, RunParams(**SMALL, scale_by="feature"))
     train_rows = slice(0, arrays["train_idx"][-1] + 1)
     assert arrays["target"][train_rows].min() == pytest.approx(0, abs=1e-6)
     assert arrays["target"][train_rows].max() == pytest.approx(1, abs=1e-6)

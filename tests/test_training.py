@@ -87,7 +87,7 @@ def test_same_seed_same_weights(dataset, tmp_path):
 def test_highway_starts_at_the_ridge_solution(dataset):
     from roicast.baselines import SharedRidge
 
-    params = RunParams(**TINY)
+    params = RunParams(**TINY, output="direct")
     model = models.build_model(20, 4, 2, params)
     training.warm_start_highway(model, dataset, dataset["train_idx"])
     ridge = SharedRidge(20).fit(dataset["features"], dataset["target"], dataset["train_idx"])

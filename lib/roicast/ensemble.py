@@ -3,29 +3,38 @@
 Member 0 is the model 03_train already fitted with the run's seed, so an ensemble of
 five trains four more; with `member_variants`, those cycle through several hyper-parameter
 sets (other widths, dropouts, learning rates…) instead of repeating the run's network. On a
-CPU they train in parallel worker processes: TensorFlow keeps barely more than one core busy
-with a network this small, so each worker gets its share of the cores and two cores train
-two members at once (benchmarks/README.md has the numbers).
-With a GPU, or a single core, they train one after another in this process. Members may
+CPU they train as dask tasks, the engine of sweeps: on a LocalCluster of one single-threaded
+worker process per core, since TensorFlow keeps barely more than one core busy with a network
+this small, so each worker gets its share of the cores and two cores train two members at once
+(benchmarks/README.md has the numbers); or, when the runner names a scheduler
+(`roicast run --scheduler`, passed on as ROICAST_SCHEDULER), on that existing cluster.
+With a GPU, or a single core, and no scheduler, they train one after another in this process.
+Either way a member is the network its seed and variant give, wherever it trained. Members may
 also train on bootstrap resamples of the training windows. Two combinations are reported:
 equal weights, and weights proportional to the inverse validation loss (validation only,
 never the test period).
 """
 
-import multiprocessing
 import os
 import tempfile
 import time
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 
 import keras
 import numpy as np
+from dask.distributed import Client, Worker, WorkerPlugin, as_completed
+from distributed.comm import get_address_host
 
+from roicast import backends
 from roicast.artefacts import atomic_path, write_json
 from roicast.backends import gpu_available, limit_threads
+from roicast.cluster import connect, scheduler_address
 from roicast.config import RunParams
+from roicast.errors import RoicastError
 from roicast.training import predict, train
 
 
@@ -80,8 +89,8 @@ def train_member(arrays: dict, params: RunParams, seed: int, out_dir: Path,
 
 
 def parallel_workers(n_members: int) -> int:
-    """Worker processes for training `n_members`: one per core on a CPU; 0 (this process)
-    with a GPU, a single core or a single member."""
+    """LocalCluster worker processes for training `n_members`: one per core on a CPU; 0 (this
+    process) with a GPU, a single core or a single member."""
     workers = min(n_members, os.cpu_count() or 1)
     return 0 if workers < 2 or gpu_available() else workers
 
@@ -91,44 +100,126 @@ def _report(member: Member) -> None:
           f"{member.val_loss:.5f}, {member.epochs_run} epochs, {member.fit_seconds:.0f} s", flush=True)
 
 
-def train_seeds(arrays: dict, params: RunParams, seeds: list[int], out_dir: Path,
-                workers: int, variants: list[dict] | None = None) -> list[Member]:
-    """One member per seed (with its variant, if given), in seed order: in `workers`
-    processes, or here when 0."""
-    variants = variants or [{}] * len(seeds)
-    if not workers:
-        trained = []
-        for seed, variant in zip(seeds, variants, strict=True):
+@contextmanager
+def _naming(seed: int, variant: dict) -> Iterator[None]:
+    """Turn whatever a member raises into one error that says which member failed."""
+    try:
+        yield
+    except Exception as exc:
+        raise RoicastError(f"Ensemble member {seed} ({describe_variant(variant)}) failed: "
+                           f"{type(exc).__name__}: {exc}") from exc
+
+
+def train_here(arrays: dict, params: RunParams, seeds: list[int], variants: list[dict],
+               out_dir: Path) -> list[Member]:
+    """One member per seed, one after another in this process (a GPU, a single core)."""
+    trained = []
+    for seed, variant in zip(seeds, variants, strict=True):
+        with _naming(seed, variant):
             trained.append(train_member(arrays, params, seed, out_dir, variant))
-            _report(trained[-1])
-        return trained
-    threads = max(1, (os.cpu_count() or 1) // workers)
-    context = multiprocessing.get_context("spawn")  # TensorFlow does not survive a fork
-    with ProcessPoolExecutor(workers, mp_context=context, initializer=limit_threads,
-                             initargs=(threads,)) as pool:
-        futures = [pool.submit(train_member, arrays, params, seed, out_dir, variant)
-                   for seed, variant in zip(seeds, variants, strict=True)]
-        for future in as_completed(futures):
-            _report(future.result())
-        return [future.result() for future in futures]
+        _report(trained[-1])
+    return trained
+
+
+class ThreadCap(WorkerPlugin):
+    """Caps the backend's CPU threads in each dask worker, before its first member, to its
+    share of its machine's cores: otherwise every worker's TensorFlow starts a thread per core
+    and workers side by side fight over them. A worker that already ran the backend (an earlier
+    ensemble on a long-lived cluster) keeps the pools it has: TensorFlow and PyTorch fix them at
+    their first operation and refuse a change with a RuntimeError."""
+
+    name = "roicast-thread-cap"  # one per cluster: the next ensemble's replaces it
+
+    def __init__(self, workers_per_host: dict[str, int]):
+        self.workers_per_host = workers_per_host
+
+    def setup(self, worker: Worker) -> None:
+        share = self.workers_per_host.get(get_address_host(worker.address), 1)
+        with suppress(RuntimeError):
+            limit_threads(max(1, (os.cpu_count() or 1) // share))
+
+
+def workers_per_host(client: Client) -> dict[str, int]:
+    """How many of the cluster's workers share each machine."""
+    return dict(Counter(get_address_host(address) for address in client.scheduler_info()["workers"]))
+
+
+def train_on_worker(arrays: dict, params: RunParams, seed: int, variant: dict,
+                    backend: str) -> tuple[Member, bytes]:
+    """Train one member on a dask worker; return it with the bytes of its saved model.
+
+    The worker saves into a folder of its own and the caller writes the file, so a remote
+    cluster's workers need the same code but not the same disk. A worker whose Keras runs on
+    another backend than the caller's is refused: its member would be another network.
+    """
+    if backends.name() != backend:
+        raise RoicastError(f"this dask worker runs Keras on {backends.name()}, not {backend}; "
+                           f"start the workers with KERAS_BACKEND={backend}.")
+    with tempfile.TemporaryDirectory() as out:
+        member = train_member(arrays, params, seed, Path(out), variant)
+        return member, (Path(out) / f"member_{seed}.keras").read_bytes()
+
+
+def train_on_cluster(client: Client, arrays: dict, params: RunParams, seeds: list[int],
+                     variants: list[dict], out_dir: Path) -> list[Member]:
+    """One member per seed as dask tasks, reported as each finishes, returned in seed order.
+
+    The arrays travel to the cluster once, not once per member; the first failure stops the
+    ensemble (leaving the client's `with` block cancels the other tasks).
+    """
+    client.register_plugin(ThreadCap(workers_per_host(client)))
+    [shared] = client.scatter([arrays])
+    futures = {client.submit(train_on_worker, shared, params, seed, variant, backends.name(),
+                             pure=False): (seed, variant)
+               for seed, variant in zip(seeds, variants, strict=True)}
+    trained = {}
+    for future in as_completed(futures):
+        seed, variant = futures[future]
+        with _naming(seed, variant):
+            member, model = future.result()
+        with atomic_path(Path(out_dir) / f"member_{seed}.keras") as tmp:
+            tmp.write_bytes(model)
+        _report(member)
+        trained[seed] = member
+    return [trained[seed] for seed in seeds]
+
+
+def train_seeds(arrays: dict, params: RunParams, seeds: list[int], out_dir: Path, workers: int,
+                variants: list[dict] | None = None, scheduler: str | None = None) -> list[Member]:
+    """One member per seed (with its variant, if given), in seed order: on the cluster of
+    `scheduler` if given, else on a LocalCluster of `workers` processes, or here when 0."""
+    variants = variants or [{}] * len(seeds)
+    if not seeds or not (scheduler or workers):
+        return train_here(arrays, params, seeds, variants, out_dir)
+    with connect(scheduler, workers) as client:
+        return train_on_cluster(client, arrays, params, seeds, variants, out_dir)
+
+
+def _where(scheduler: str | None, workers: int) -> str:
+    if scheduler:
+        return f"on the dask cluster at {scheduler}"
+    return f"on a dask LocalCluster of {workers} worker processes" if workers else "in this process"
 
 
 def train_members(arrays: dict, params: RunParams, run_dir: Path, first_model: keras.Model,
                   first_info: dict) -> tuple[list[Member], dict]:
     """03_train's model plus the members the run still lacks, saved in ensemble/.
 
-    Returns the members in seed order and how they were trained (wall seconds, workers).
+    Returns the members in seed order and how they were trained: wall seconds, this machine's
+    worker processes (0: this process or a remote cluster) and the scheduler, if the runner
+    named one (ROICAST_SCHEDULER).
     """
     out = Path(run_dir) / "ensemble"
     out.mkdir(parents=True, exist_ok=True)
     seeds, variants = member_seeds(params)[1:], member_variants(params)[1:]
-    workers = parallel_workers(len(seeds))
-    print(f"training {len(seeds)} member(s) "
-          + (f"in {workers} worker processes" if workers else "in this process"), flush=True)
+    scheduler = scheduler_address()
+    workers = 0 if scheduler else parallel_workers(len(seeds))
+    print(f"training {len(seeds)} member(s) {_where(scheduler, workers)}", flush=True)
     start = time.perf_counter()
-    trained = train_seeds(arrays, params, seeds, out, workers, variants)
+    trained = train_seeds(arrays, params, seeds, out, workers, variants, scheduler)
     first = _as_member(first_model, arrays, params.seed, {}, first_info)
-    return [first, *trained], {"wall_seconds": time.perf_counter() - start, "workers": workers}
+    return [first, *trained], {"wall_seconds": time.perf_counter() - start, "workers": workers,
+                               "scheduler": scheduler}
 
 
 def combine(members: list[Member], period: str = "test") -> dict[str, np.ndarray]:

@@ -100,8 +100,9 @@ def _recurrent_attention_body(inputs, params: RunParams, seed: int):
 
 @keras.saving.register_keras_serializable(package="roicast")
 class KnownPart(layers.Layer):
-    """The part of tomorrow's w-day mean that the window already holds: the sum of its last
-    w - 1 raw returns over w (in the scaled space of `scale_by='asset'`, where the identity holds).
+    """Tomorrow's w-day mean from tomorrow's forecast raw return: the part the window already
+    holds (its last w - 1 raw returns) plus the forecast, over w. This holds in the scaled space
+    of `scale_by='asset'`, where one affine map serves both series.
 
     Not trained: with it, the network forecasts only tomorrow's own return.
     """
@@ -111,11 +112,12 @@ class KnownPart(layers.Layer):
         self.smooth_window, self.n_assets = smooth_window, n_assets
         self.n_features, self.raw_index = n_features, raw_index
 
-    def call(self, windows):
+    def call(self, windows, forecast=None):
         steps = ops.shape(windows)[1]
         split = ops.reshape(windows, (-1, steps, self.n_assets, self.n_features))
         recent = split[:, steps - (self.smooth_window - 1):, :, self.raw_index]
-        return ops.sum(recent, axis=1) / self.smooth_window
+        known = ops.sum(recent, axis=1)
+        return (known if forecast is None else known + forecast) / self.smooth_window
 
     def get_config(self):
         return {**super().get_config(), "smooth_window": self.smooth_window, "n_assets": self.n_assets,
@@ -137,8 +139,8 @@ def build_model(seq_len: int, n_assets: int, n_features: int, params: RunParams,
 
     Input: (seq_len, n_assets * n_features), each asset's features side by side.
     Output: one value per asset (a scaled return, or for `direction` a probability of up).
-    With `output='decomposed'` the layers before `known_part` forecast tomorrow's raw return
-    and the output is the known part of the smoothed target plus that forecast over the window.
+    With `output='decomposed'` the layers before `known_plus_forecast` forecast tomorrow's raw
+    return, and the output is the known part of the smoothed target plus that forecast, over w.
     """
     seed = params.seed if seed is None else seed
     inputs = keras.Input(shape=(seq_len, n_assets * n_features), name="windows")
@@ -150,10 +152,8 @@ def build_model(seq_len: int, n_assets: int, n_features: int, params: RunParams,
         outputs = layers.Add(name="body_plus_highway")(
             [outputs, _highway(inputs, seq_len, n_assets, n_features)])
     if params.resolved_output == "decomposed":  # outputs so far: tomorrow's raw return
-        known = KnownPart(params.smooth_window, n_assets, n_features, params.input_features.index("raw"),
-                          name="known_part")(inputs)
-        unknown = layers.Rescaling(1 / params.smooth_window, name="unknown_part")(outputs)
-        outputs = layers.Add(name="known_plus_forecast")([known, unknown])
+        outputs = KnownPart(params.smooth_window, n_assets, n_features, params.input_features.index("raw"),
+                            name="known_plus_forecast")(inputs, outputs)
     if params.task == "direction":
         outputs = layers.Activation("sigmoid", name="probability_up")(outputs)
     return keras.Model(inputs, outputs, name=f"roicast_{params.architecture}_{params.task}")

@@ -239,8 +239,7 @@ def _run_locked(params: RunParams, notebooks: list[str], with_code: bool, log: C
     backend_before = os.environ.get("KERAS_BACKEND")
     os.environ["KERAS_BACKEND"] = params.backend  # the kernels (and their workers) inherit it
     result = RunResult(params.run_id, "running")
-    result.timings_s = {nb: s for nb, s in store.read_record(params.run_id).get("timings_s", {}).items()
-                        if nb not in notebooks}
+    result.timings_s = dict(store.read_record(params.run_id).get("timings_s", {}))  # each replaced as it runs
     reports.record_status(params, notebooks, "running", result.timings_s)
     log(f"run {params.run_id}: {', '.join(notebooks)}")
     nb = notebooks[0]

@@ -26,14 +26,14 @@ import yaml
 from roicast import paths
 from roicast.artefacts import atomic_path, write_json
 from roicast.checkout import require_checkout
+from roicast.cluster import connect
 from roicast.config import VARIANT_PARAMS, validate_params
-from roicast.errors import ParameterError, RoicastError
+from roicast.errors import ParameterError
 from roicast.reports import headline_rows
 
 HEADLINE = "r2_scaled"
 TEST_PREDICTORS = ("hybrid", "ensemble", "ridge", "persistence")
 DM_TESTS = ("dm_vs_persistence", "dm_vs_ridge")
-SCHEDULER_TIMEOUT = "5s"  # an unreachable scheduler fails this fast instead of after dask's 30 s
 # Parameters 03_train's network never sees: their values train the same network, so they tie.
 NETWORK_BLIND = ("walk_forward_folds", "horizon_steps", "n_members", "bootstrap", "member_variants",
                  "interval", "trading_cost_bps")
@@ -100,20 +100,8 @@ def run_one(values: dict, run_id: str, threads: int) -> dict:
 
 
 def _client(scheduler: str | None, workers: int | None):
-    from dask.distributed import Client, LocalCluster
-
-    if scheduler:
-        try:
-            return Client(scheduler, timeout=SCHEDULER_TIMEOUT)
-        except (OSError, ValueError) as exc:
-            raise RoicastError(f"Cannot reach the dask scheduler at {scheduler} within "
-                               f"{SCHEDULER_TIMEOUT} ({exc}). Check the address (tcp://host:8786) "
-                               "and that the scheduler is running.") from None
-    cores = os.cpu_count() or 2
-    n_workers = workers or max(1, cores // 2)
-    cluster = LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True,
-                           dashboard_address=None)
-    return Client(cluster)
+    """A LocalCluster of half the cores by default: each run's TensorFlow gets two threads."""
+    return connect(scheduler, workers or max(1, (os.cpu_count() or 2) // 2))
 
 
 def run_sweep(grid_path: Path, scheduler: str | None = None, workers: int | None = None) -> Path:

@@ -1,0 +1,43 @@
+"""The one place roicast makes a dask Client: a LocalCluster on this machine, or an existing
+cluster given by its scheduler's address.
+
+Sweeps (`roicast sweep --scheduler`) and ensemble members (the runner passes `roicast run
+--scheduler` to the notebook kernels as ROICAST_SCHEDULER) run on the same engine, so a user who
+outgrows one machine points both at one cluster. dask is imported only when a client is made:
+the command line and the runner stay quick to start.
+"""
+
+import os
+from typing import TYPE_CHECKING
+
+from roicast.errors import RoicastError
+
+if TYPE_CHECKING:
+    from dask.distributed import Client
+
+SCHEDULER_ENV = "ROICAST_SCHEDULER"
+SCHEDULER_TIMEOUT = "5s"  # an unreachable scheduler fails this fast instead of after dask's 30 s
+
+
+def scheduler_address() -> str | None:
+    """The scheduler the runner handed to this notebook kernel, or None for a local cluster."""
+    return os.environ.get(SCHEDULER_ENV) or None
+
+
+def connect(scheduler: str | None, workers: int) -> "Client":
+    """A client of the scheduler at `scheduler`, or of a new LocalCluster of `workers`
+    single-threaded processes without a dashboard.
+
+    The LocalCluster belongs to the client, so closing the client (leaving its `with` block)
+    stops the worker processes too, instead of leaving them to the garbage collector.
+    """
+    from dask.distributed import Client
+
+    if scheduler:
+        try:
+            return Client(scheduler, timeout=SCHEDULER_TIMEOUT)
+        except (OSError, ValueError) as exc:
+            raise RoicastError(f"Cannot reach the dask scheduler at {scheduler} within "
+                               f"{SCHEDULER_TIMEOUT} ({exc}). Check the address (tcp://host:8786) "
+                               "and that the scheduler is running.") from None
+    return Client(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None)
