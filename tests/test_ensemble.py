@@ -1,15 +1,17 @@
 """Ensemble members: trained as dask tasks on a LocalCluster, the same networks as trained here."""
 
+import os
+
 import numpy as np
 import pytest
 
-from roicast.cluster import SCHEDULER_ENV, connect
+from roicast.cluster import SCHEDULER_ENV, connect, scheduler_address, workers_per_host
 from roicast.config import RunParams
 from roicast.errors import RoicastError
 from roicast.preprocess import build_dataset
 
 keras = pytest.importorskip("keras")
-from roicast import ensemble, models, training  # noqa: E402
+from roicast import ensemble, member_process, models, training  # noqa: E402
 
 TINY = dict(seq_len=20, lstm_units=[4, 2], attention_heads=1, attention_key_dim=2,
             dense_units=4, epochs=2, batch_size=64, n_members=4, seed=11)
@@ -74,24 +76,25 @@ def test_members_from_two_workers_for_three_seeds_are_saved_and_in_seed_order(da
     assert not [p for p in (tmp_path / "ensemble").iterdir() if p.suffix != ".keras"]
 
 
-def _intra_op_threads() -> int:
-    import tensorflow as tf
-
-    return tf.config.threading.get_intra_op_parallelism_threads()
-
-
-def test_workers_get_their_share_of_the_cores_and_a_failed_member_names_its_seed(dataset, tmp_path):
+def test_workers_share_the_cores_and_a_failed_member_names_its_seed(dataset, tmp_path):
     params = RunParams(**TINY)
     with connect(None, 2) as client:
-        with pytest.raises(RoicastError, match=r"Ensemble member 21 \(dense_units=0\) failed"):
+        shares = workers_per_host(client)
+        threads = client.submit(member_process.threads_here, shares, pure=False).result()
+        with pytest.raises(RoicastError, match=r"Ensemble member 21 \(dense_units=0\) failed: "
+                                               "ValidationError"):
             ensemble.train_on_cluster(client, dataset, params, [21], [{"dense_units": 0}], tmp_path)
-        shares = ensemble.workers_per_host(client)
-        threads = client.run(_intra_op_threads)
-    assert list(shares.values()) == [2]
-    assert set(threads.values()) == {max(1, (ensemble.os.cpu_count() or 1) // 2)}
+    assert list(shares.values()) == [2] and threads == max(1, (os.cpu_count() or 1) // 2)
     assert not list(tmp_path.glob("member_*"))
 
 
 def test_a_member_that_fails_here_names_its_seed(dataset, tmp_path):
     with pytest.raises(RoicastError, match="Ensemble member 7 .* failed: ValidationError"):
         ensemble.train_seeds(dataset, RunParams(**TINY), [7], tmp_path, 0, [{"dense_units": 0}])
+
+
+def test_an_unreachable_scheduler_from_the_runner_fails_within_seconds_naming_it(dataset, tmp_path,
+                                                                                monkeypatch):
+    monkeypatch.setenv(SCHEDULER_ENV, "tcp://127.0.0.1:9")
+    with pytest.raises(RoicastError, match="tcp://127.0.0.1:9"):
+        ensemble.train_seeds(dataset, RunParams(**TINY), [12], tmp_path, 0, None, scheduler_address())

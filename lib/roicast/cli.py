@@ -23,6 +23,10 @@ def _run_parser(sub) -> None:
                      help="run the notebooks after the last one that finished in --run-id")
     run.add_argument("--overwrite", action="store_true",
                      help="replace an existing run of the same id (it is removed first)")
+    run.add_argument("--scheduler", help="address of an existing dask scheduler that trains 05_ensemble's "
+                     "members, e.g. tcp://127.0.0.1:8786 (default: a LocalCluster on this machine; it "
+                     "runs any code sent to it: keep it on localhost or use tls://); fails after 5 s if "
+                     "unreachable")
     run.add_argument("--with-code", action="store_true", help="show code cells in the HTML reports")
     run.add_argument("--quiet", action="store_true",
                      help="one line per notebook, without what the notebooks print while they run")
@@ -53,7 +57,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         raise ParameterError("--only and --resume exclude each other: --resume picks the notebooks itself.")
     params = resolve_params(read_values(args.params, args.parameter), args.run_id, only, args.resume)
     result = run_chain(params, only=only, with_code=args.with_code, overwrite=args.overwrite,
-                       resume=args.resume, quiet=args.quiet)
+                       resume=args.resume, quiet=args.quiet, scheduler=args.scheduler)
     print(f"\nReport: {result.report_index}")
     _print_headline(result.run_id)
     _print_forecast(result.run_id)

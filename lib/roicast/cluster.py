@@ -8,6 +8,7 @@ the command line and the runner stay quick to start.
 """
 
 import os
+from collections import Counter
 from typing import TYPE_CHECKING
 
 from roicast.errors import RoicastError
@@ -41,3 +42,10 @@ def connect(scheduler: str | None, workers: int) -> "Client":
                                f"{SCHEDULER_TIMEOUT} ({exc}). Check the address (tcp://host:8786) "
                                "and that the scheduler is running.") from None
     return Client(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None)
+
+
+def workers_per_host(client: "Client") -> dict[str, int]:
+    """How many of the cluster's workers share each machine (to share out its cores)."""
+    from distributed.comm import get_address_host
+
+    return dict(Counter(get_address_host(address) for address in client.scheduler_info()["workers"]))

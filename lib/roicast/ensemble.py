@@ -8,33 +8,35 @@ worker process per core, since TensorFlow keeps barely more than one core busy w
 this small, so each worker gets its share of the cores and two cores train two members at once
 (benchmarks/README.md has the numbers); or, when the runner names a scheduler
 (`roicast run --scheduler`, passed on as ROICAST_SCHEDULER), on that existing cluster.
+Each task trains its member in a Python process of its own (`roicast.member_process` says
+why), so a member is the network its seed and variant give, as if trained one after another.
 With a GPU, or a single core, and no scheduler, they train one after another in this process.
-Either way a member is the network its seed and variant give, wherever it trained. Members may
+Members may
 also train on bootstrap resamples of the training windows. Two combinations are reported:
 equal weights, and weights proportional to the inverse validation loss (validation only,
 never the test period).
 """
 
 import os
+import pickle
 import tempfile
 import time
-from collections import Counter
 from collections.abc import Iterator
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import keras
 import numpy as np
-from dask.distributed import Client, Worker, WorkerPlugin, as_completed
-from distributed.comm import get_address_host
+from dask.distributed import Client, as_completed
 
 from roicast import backends
 from roicast.artefacts import atomic_path, write_json
-from roicast.backends import gpu_available, limit_threads
-from roicast.cluster import connect, scheduler_address
+from roicast.backends import gpu_available
+from roicast.cluster import connect, scheduler_address, workers_per_host
 from roicast.config import RunParams
 from roicast.errors import RoicastError
+from roicast.member_process import train_in_child
 from roicast.training import predict, train
 
 
@@ -121,62 +123,27 @@ def train_here(arrays: dict, params: RunParams, seeds: list[int], variants: list
     return trained
 
 
-class ThreadCap(WorkerPlugin):
-    """Caps the backend's CPU threads in each dask worker, before its first member, to its
-    share of its machine's cores: otherwise every worker's TensorFlow starts a thread per core
-    and workers side by side fight over them. A worker that already ran the backend (an earlier
-    ensemble on a long-lived cluster) keeps the pools it has: TensorFlow and PyTorch fix them at
-    their first operation and refuse a change with a RuntimeError."""
-
-    name = "roicast-thread-cap"  # one per cluster: the next ensemble's replaces it
-
-    def __init__(self, workers_per_host: dict[str, int]):
-        self.workers_per_host = workers_per_host
-
-    def setup(self, worker: Worker) -> None:
-        share = self.workers_per_host.get(get_address_host(worker.address), 1)
-        with suppress(RuntimeError):
-            limit_threads(max(1, (os.cpu_count() or 1) // share))
-
-
-def workers_per_host(client: Client) -> dict[str, int]:
-    """How many of the cluster's workers share each machine."""
-    return dict(Counter(get_address_host(address) for address in client.scheduler_info()["workers"]))
-
-
-def train_on_worker(arrays: dict, params: RunParams, seed: int, variant: dict,
-                    backend: str) -> tuple[Member, bytes]:
-    """Train one member on a dask worker; return it with the bytes of its saved model.
-
-    The worker saves into a folder of its own and the caller writes the file, so a remote
-    cluster's workers need the same code but not the same disk. A worker whose Keras runs on
-    another backend than the caller's is refused: its member would be another network.
-    """
-    if backends.name() != backend:
-        raise RoicastError(f"this dask worker runs Keras on {backends.name()}, not {backend}; "
-                           f"start the workers with KERAS_BACKEND={backend}.")
-    with tempfile.TemporaryDirectory() as out:
-        member = train_member(arrays, params, seed, Path(out), variant)
-        return member, (Path(out) / f"member_{seed}.keras").read_bytes()
-
-
 def train_on_cluster(client: Client, arrays: dict, params: RunParams, seeds: list[int],
                      variants: list[dict], out_dir: Path) -> list[Member]:
-    """One member per seed as dask tasks, reported as each finishes, returned in seed order.
+    """One member per seed as dask tasks, each in a process of its own (`member_process`),
+    reported as each finishes, returned in seed order.
 
     The arrays travel to the cluster once, not once per member; the first failure stops the
     ensemble (leaving the client's `with` block cancels the other tasks).
     """
-    client.register_plugin(ThreadCap(workers_per_host(client)))
+    shares = workers_per_host(client)
     [shared] = client.scatter([arrays])
-    futures = {client.submit(train_on_worker, shared, params, seed, variant, backends.name(),
+    futures = {client.submit(train_in_child, shared, params, seed, variant, backends.name(), shares,
                              pure=False): (seed, variant)
                for seed, variant in zip(seeds, variants, strict=True)}
     trained = {}
     for future in as_completed(futures):
         seed, variant = futures[future]
         with _naming(seed, variant):
-            member, model = future.result()
+            outcome, model = future.result()
+            member = pickle.loads(outcome)
+            if isinstance(member, Exception):
+                raise member
         with atomic_path(Path(out_dir) / f"member_{seed}.keras") as tmp:
             tmp.write_bytes(model)
         _report(member)

@@ -25,6 +25,7 @@ from papermill.exceptions import PapermillExecutionError
 from roicast import paths, reports, store
 from roicast.artefacts import read_json, write_json
 from roicast.checkout import require_checkout
+from roicast.cluster import SCHEDULER_ENV
 from roicast.config import RunParams, validate_params
 from roicast.errors import (
     MissingArtefactError,
@@ -210,7 +211,7 @@ def _execute(nb: str, params: RunParams, report_dir: Path, log: Callable[[str], 
 
 def run_chain(params: RunParams, only: Sequence[str] | None = None, with_code: bool = False,
               log: Callable[[str], None] = print, overwrite: bool = False, resume: bool = False,
-              quiet: bool = False) -> RunResult:
+              quiet: bool = False, scheduler: str | None = None) -> RunResult:
     """Execute the notebooks for one validated run; return its status and timings.
 
     On failure the chain stops, the failed notebook is still rendered, both index pages
@@ -223,21 +224,30 @@ def run_chain(params: RunParams, only: Sequence[str] | None = None, with_code: b
     previous = signal.signal(signal.SIGTERM, _raise_interrupt)
     try:
         with _library_logs_to(paths.runs_dir() / ".locks" / f"{params.run_id}.log"):
-            return _run_locked(params, notebooks, with_code, log, overwrite, quiet)
+            return _run_locked(params, notebooks, with_code, log, overwrite, quiet, scheduler)
     finally:
         signal.signal(signal.SIGTERM, previous)
         lock.release()
 
 
+def _set_env(name: str, value: str | None) -> None:
+    if value is None:
+        os.environ.pop(name, None)
+    else:
+        os.environ[name] = value
+
+
 def _run_locked(params: RunParams, notebooks: list[str], with_code: bool, log: Callable[[str], None],
-                overwrite: bool, quiet: bool) -> RunResult:
+                overwrite: bool, quiet: bool, scheduler: str | None) -> RunResult:
     run_dir = prepare_run_dir(params, notebooks, overwrite)
     report_dir = paths.report_dir(params.run_id)
     write_json(run_dir / "params.json", params.model_dump())
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     os.environ[store.LOCKED_RUN_ENV] = params.run_id
-    backend_before = os.environ.get("KERAS_BACKEND")
+    before = {name: os.environ.get(name) for name in ("KERAS_BACKEND", SCHEDULER_ENV)}
     os.environ["KERAS_BACKEND"] = params.backend  # the kernels (and their workers) inherit it
+    if scheduler:
+        os.environ[SCHEDULER_ENV] = scheduler  # 05's kernel sends its members there
     result = RunResult(params.run_id, "running")
     result.timings_s = dict(store.read_record(params.run_id).get("timings_s", {}))  # each replaced as it runs
     reports.record_status(params, notebooks, "running", result.timings_s)
@@ -267,10 +277,8 @@ def _run_locked(params: RunParams, notebooks: list[str], with_code: bool, log: C
                              f"kept. Resume with: roicast run --resume --run-id {params.run_id}") from None
     finally:
         os.environ.pop(store.LOCKED_RUN_ENV, None)
-        if backend_before is None:
-            os.environ.pop("KERAS_BACKEND", None)
-        else:
-            os.environ["KERAS_BACKEND"] = backend_before
+        for name, value in before.items():
+            _set_env(name, value)
     if result.status == "running":
         result.status = "succeeded"
     result.report_index = reports.record_status(params, notebooks, result.status, result.timings_s,
