@@ -32,8 +32,16 @@ def test_an_impossible_value_is_refused(capsys):
     assert code == 2 and "'minmax'" in err and "'standard'" in err
 
 
-def test_only_without_earlier_steps_says_what_is_missing(capsys):
+def test_only_on_a_run_that_does_not_exist_lists_the_runs(capsys):
     code, err = _run(capsys, "--only", "04_evaluate", "--run-id", "fresh")
+    assert code == 2
+    assert "No run 'fresh'" in err and "Existing runs: none" in err
+
+
+def test_only_without_earlier_steps_says_what_is_missing(capsys):
+    paths.run_dir("early").mkdir(parents=True)
+    (paths.run_dir("early") / "params.json").write_text("{}")
+    code, err = _run(capsys, "--only", "04_evaluate", "--run-id", "early")
     assert code == 2
     assert "prices.parquet" in err and "01_collect" in err
 

@@ -125,6 +125,10 @@ def resolve_params(values: dict, run_id: str | None, only: Sequence[str] | None,
     run_id = run_id if run_id is not None else chosen
     if only or resume:
         run_id = paths.check_run_id(run_id or latest_run_id())
+        if not paths.run_dir(run_id).is_dir():
+            known = sorted(p.name for p in paths.runs_dir().glob("*") if (p / "params.json").exists())
+            raise MissingArtefactError(f"No run '{run_id}' in {paths.runs_dir()}. Existing runs: "
+                                       f"{', '.join(known) or 'none'}.")
         saved = paths.run_dir(run_id) / "params.json"
         base = read_json(saved) if saved.exists() else {}
         return validate_params({**base, **values, "run_id": run_id})
