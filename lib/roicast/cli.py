@@ -12,7 +12,7 @@ from roicast.errors import ParameterError, RoicastError, RunInterrupted
 
 def _run_parser(sub) -> None:
     run = sub.add_parser("run", help="run the notebook chain with papermill",
-                         description="Run 01_collect … 05_ensemble with validated parameters.")
+                         description="Run 01_collect … 06_forecast with validated parameters.")
     run.add_argument("--params", metavar="FILE.yaml", help="YAML mapping of parameter names to values")
     run.add_argument("-p", "--parameter", nargs=2, action="append", default=[],
                      metavar=("NAME", "VALUE"), help="set one parameter (repeatable)")
