@@ -59,7 +59,8 @@ def main() -> None:
              f"- a papermill run of an empty notebook (kernel start): {empty:.1f} s; "
              f"of a notebook that imports TensorFlow: {with_tf:.1f} s; "
              f"`import tensorflow` in a fresh Python: {import_tf:.1f} s.",
-             f"- fixed cost of five kernels and three TensorFlow imports: about {fixed:.0f} s, "
+             f"- fixed cost of {len(timings)} kernels and {len(uses_tf)} TensorFlow imports: "
+             f"about {fixed:.0f} s, "
              f"{fixed / wall:.0%} of the wall time."]
     save_results("end_to_end", result, "\n".join(lines))
 

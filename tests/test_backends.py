@@ -121,7 +121,7 @@ from roicast import models, training
 from roicast.config import RunParams
 
 params = RunParams(**{tiny}, architecture="guide", task="direction")
-model = training.compile_model(models.build_model(20, 4, 2, params), params,
+model = training.compile_model(models.build_model(20, 4, 2, **training.network_arguments(params)), params,
                                (np.full(4, 1.5), np.full(4, 0.75)))
 windows = np.random.default_rng(0).normal(size=(16, 20, 8)).astype("float32")
 np.save("windows.npy", windows)

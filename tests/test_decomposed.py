@@ -37,12 +37,13 @@ def test_the_known_part_layer_is_the_mean_of_the_windows_last_raw_returns(small_
 
 
 def test_the_decomposed_model_is_the_known_part_plus_a_fifth_of_its_raw_forecast(small_prices, tmp_path):
+    from roicast import training
     from roicast.models import build_model, load_model
 
     params = RunParams(**DECOMPOSED, lstm_units=[4, 2], attention_heads=1, attention_key_dim=2,
                        dense_units=4)
     arrays, _, _ = build_dataset(small_prices, params)
-    model = build_model(20, arrays["features"].shape[1], 2, params, seed=1)
+    model = build_model(20, arrays["features"].shape[1], 2, **training.network_arguments(params, 1))
     names = [layer.name for layer in model.layers]
     assert "known_plus_forecast" in names
     idx = arrays["test_idx"][:3]

@@ -274,11 +274,11 @@ def _python(code: str, cwd) -> str:
 
 
 def test_import_roicast_is_enough_for_keras_to_load_a_saved_model(tmp_path):
-    from roicast import models
+    from roicast import models, training
 
     params = RunParams(task="direction", lstm_units=[4, 2], attention_heads=1, attention_key_dim=2,
                        dense_units=4)
-    model = models.build_model(5, 2, 1, params)
+    model = models.build_model(5, 2, 1, **training.network_arguments(params))
     model.compile(optimizer="adam", loss=models.WeightedBinaryCrossentropy([1, 2], [2, 1]))
     path = tmp_path / "model.keras"
     model.save(path)

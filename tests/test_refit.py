@@ -43,7 +43,7 @@ def old_run(trained, tmp_path):
 def _started(trained, params: RunParams) -> keras.Model:
     """A new network for `params` on the module's dataset, started as 03 starts it."""
     arrays = trained[1]
-    model = models.build_model(20, len(ASSETS), 2, params)
+    model = models.build_model(20, len(ASSETS), 2, **training.network_arguments(params))
     training.initialise(model, arrays, params, arrays["train_idx"], fine_tune=True)
     return model
 

@@ -23,7 +23,7 @@ def dataset(small_prices):
 @pytest.mark.parametrize("architecture", ["guide", "highway"])
 def test_the_network_has_the_guides_layers_and_one_output_per_asset(architecture):
     params = RunParams(architecture=architecture)
-    model = models.build_model(60, 20, 2, params)
+    model = models.build_model(60, 20, 2, **training.network_arguments(params))
     names = [layer.name for layer in model.layers]
     for name in ("bilstm_1", "bilstm_2", "attention", "residual", "layer_norm", "pooling", "dense", "head"):
         assert name in names
@@ -34,7 +34,8 @@ def test_the_network_has_the_guides_layers_and_one_output_per_asset(architecture
 
 
 def test_direction_model_ends_in_probabilities_with_batch_norm():
-    model = models.build_model(20, 3, 1, RunParams(task="direction", **{**TINY, "epochs": 1}))
+    params = RunParams(task="direction", **{**TINY, "epochs": 1})
+    model = models.build_model(20, 3, 1, **training.network_arguments(params))
     assert "batch_norm" in [layer.name for layer in model.layers]
     out = model(np.random.default_rng(0).normal(size=(5, 20, 3)).astype("float32"))
     assert np.all((out.numpy() > 0) & (out.numpy() < 1))
@@ -88,7 +89,7 @@ def test_highway_starts_at_the_ridge_solution(dataset):
     from roicast.baselines import SharedRidge
 
     params = RunParams(**TINY, output="direct")
-    model = models.build_model(20, 4, 2, params)
+    model = models.build_model(20, 4, 2, **training.network_arguments(params))
     training.warm_start_highway(model, dataset, dataset["train_idx"])
     ridge = SharedRidge(20).fit(dataset["features"], dataset["target"], dataset["train_idx"])
     idx = dataset["test_idx"]
@@ -117,7 +118,7 @@ def test_self_attention_matches_keras_multi_head_attention(dropout):
 
 
 def test_attention_scores_cover_every_step(dataset):
-    model = models.build_model(20, 4, 2, RunParams(**TINY))
+    model = models.build_model(20, 4, 2, **training.network_arguments(RunParams(**TINY)))
     scores = models.attention_scores(model, training.input_windows(dataset, dataset["test_idx"][:3]))
     assert tuple(scores.shape) == (3, 2, 20, 20)
     np.testing.assert_allclose(np.asarray(scores).sum(axis=-1), 1, rtol=1e-5)

@@ -11,7 +11,6 @@ import keras
 from keras import layers, ops
 
 from roicast import backends
-from roicast.config import RunParams
 
 
 @keras.saving.register_keras_serializable(package="roicast")
@@ -79,23 +78,25 @@ def _lstm(units: int, init, name: str) -> layers.Layer:
                                             use_cudnn=use_cudnn), name=name)
 
 
-def _recurrent_attention_body(inputs, params: RunParams, seed: int):
+def _recurrent_attention_body(inputs, lstm_units: tuple[int, int], dropout_lstm: float,
+                              attention_heads: int, attention_key_dim: int, dense_units: int,
+                              dropout_dense: float, batch_norm: bool, seed: int):
     """Bi-LSTM → Bi-LSTM → self-attention + residual → LayerNorm → pooling → Dense."""
     init = keras.initializers.GlorotUniform(seed=seed)
-    units_1, units_2 = params.lstm_units
+    units_1, units_2 = lstm_units
     x = _lstm(units_1, init, "bilstm_1")(inputs)
-    x = layers.Dropout(params.dropout_lstm, name="dropout_lstm_1")(x)
+    x = layers.Dropout(dropout_lstm, name="dropout_lstm_1")(x)
     x = _lstm(units_2, init, "bilstm_2")(x)
-    x = layers.Dropout(params.dropout_lstm, name="dropout_lstm_2")(x)
-    attended = SelfAttention(num_heads=params.attention_heads, key_dim=params.attention_key_dim,
+    x = layers.Dropout(dropout_lstm, name="dropout_lstm_2")(x)
+    attended = SelfAttention(num_heads=attention_heads, key_dim=attention_key_dim,
                              kernel_initializer=init, name="attention")(x, x)
     x = layers.Add(name="residual")([x, attended])
     x = layers.LayerNormalization(name="layer_norm")(x)
     x = layers.GlobalAveragePooling1D(name="pooling")(x)
-    x = layers.Dense(params.dense_units, activation="relu", kernel_initializer=init, name="dense")(x)
-    if params.task == "direction":
+    x = layers.Dense(dense_units, activation="relu", kernel_initializer=init, name="dense")(x)
+    if batch_norm:
         x = layers.BatchNormalization(name="batch_norm")(x)
-    return layers.Dropout(params.dropout_dense, name="dropout_dense")(x)
+    return layers.Dropout(dropout_dense, name="dropout_dense")(x)
 
 
 @keras.saving.register_keras_serializable(package="roicast")
@@ -133,30 +134,33 @@ def _highway(inputs, seq_len: int, n_assets: int, n_features: int):
     return layers.Reshape((n_assets,), name="highway")(x)
 
 
-def build_model(seq_len: int, n_assets: int, n_features: int, params: RunParams,
-                seed: int | None = None) -> keras.Model:
-    """The network for `params.architecture` and `params.task`, uncompiled.
+def build_model(seq_len: int, n_assets: int, n_features: int, *, architecture: str, task: str,
+                lstm_units: tuple[int, int], dropout_lstm: float, attention_heads: int,
+                attention_key_dim: int, dense_units: int, dropout_dense: float, output: str,
+                smooth_window: int, raw_index: int | None, seed: int) -> keras.Model:
+    """The network of `architecture` (guide | highway) for `task` (regression | direction), uncompiled.
 
     Input: (seq_len, n_assets * n_features), each asset's features side by side.
     Output: one value per asset (a scaled return, or for `direction` a probability of up).
     With `output='decomposed'` the layers before `known_plus_forecast` forecast tomorrow's raw
-    return, and the output is the known part of the smoothed target plus that forecast, over w.
+    return (feature `raw_index`), and the output is the known part of the smoothed target plus
+    that forecast, over `smooth_window`. `training.network_arguments` unpacks a run's parameters.
     """
-    seed = params.seed if seed is None else seed
     inputs = keras.Input(shape=(seq_len, n_assets * n_features), name="windows")
-    body = _recurrent_attention_body(inputs, params, seed)
-    highway = params.architecture == "highway"
+    body = _recurrent_attention_body(inputs, lstm_units, dropout_lstm, attention_heads, attention_key_dim,
+                                     dense_units, dropout_dense, task == "direction", seed)
+    highway = architecture == "highway"
     head_init = "zeros" if highway else keras.initializers.GlorotUniform(seed=seed)
     outputs = layers.Dense(n_assets, kernel_initializer=head_init, name="head")(body)
     if highway:
         outputs = layers.Add(name="body_plus_highway")(
             [outputs, _highway(inputs, seq_len, n_assets, n_features)])
-    if params.resolved_output == "decomposed":  # outputs so far: tomorrow's raw return
-        outputs = KnownPart(params.smooth_window, n_assets, n_features, params.input_features.index("raw"),
+    if output == "decomposed":  # outputs so far: tomorrow's raw return
+        outputs = KnownPart(smooth_window, n_assets, n_features, raw_index,
                             name="known_plus_forecast")(inputs, outputs)
-    if params.task == "direction":
+    if task == "direction":
         outputs = layers.Activation("sigmoid", name="probability_up")(outputs)
-    return keras.Model(inputs, outputs, name=f"roicast_{params.architecture}_{params.task}")
+    return keras.Model(inputs, outputs, name=f"roicast_{architecture}_{task}")
 
 
 def attention_scores(model: keras.Model, windows) -> "keras.KerasTensor":

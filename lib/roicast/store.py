@@ -35,7 +35,7 @@ from roicast.errors import MissingArtefactError, RoicastError, RunInUseError
 LINEAGE = "lineage.json"
 RUN_RECORD = "run.json"  # the runner's status, timings and parameters
 METRICS = "metrics.json"  # assembled from the sections below; never written by a notebook directly
-SCRATCH = ".work"  # a step's files while it works (checkpoints, partial logs); never an artefact
+SCRATCH = ".work"  # a step's files while it works (partial logs, folds); never an artefact
 LOCKED_RUN_ENV = "ROICAST_LOCKED_RUN"  # set by the runner for its kernels: the parent holds the lock
 
 

@@ -2,9 +2,13 @@
 
 The input pipeline gathers each batch's windows from the daily series inside tf.data
 (no 60 copies of the data in memory), several batches run per call into the graph, and the
-guide's callbacks (ReduceLROnPlateau, EarlyStopping, ModelCheckpoint) run beside
-TensorBoard, CSVLogger and TerminateOnNaN. On a GPU the LSTMs take the cuDNN path; with
-several GPUs the model is mirrored over them (tf.distribute.MirroredStrategy).
+guide's callbacks (ReduceLROnPlateau, EarlyStopping, ModelCheckpoint's best model) run
+beside TensorBoard, CSVLogger and TerminateOnNaN. The best model is kept in memory
+(EarlyStopping's `restore_best_weights`) and written once, as model.keras, when training
+ends: the guide's ModelCheckpoint wrote a .keras file on every improving epoch, which cost
+more than the epoch itself on a GPU (benchmarks/README.md) and was never read back. On a GPU
+the LSTMs take the cuDNN path; with several GPUs the model is mirrored over them
+(tf.distribute.MirroredStrategy).
 
 That is the TensorFlow backend, the default, whose numbers the benchmarks and tests pin.
 On PyTorch or JAX (KERAS_BACKEND) the same windows come from a PyDataset
@@ -40,7 +44,6 @@ from roicast.windows import make_windows, targets_for
 if TYPE_CHECKING:
     import tensorflow as tf
 
-CHECKPOINT = "checkpoint.keras"  # ModelCheckpoint's copy while training; model.keras when done
 EVAL_BATCH = 256  # validation and prediction batches: the mean loss is the same, the passes fewer
 STEPS_PER_EXECUTION = 16  # batches per call into the graph: less Python between steps (not on torch)
 EPOCH_LOG = "history.partial.csv"  # CSVLogger's log while training; history.csv when done
@@ -125,6 +128,19 @@ def input_windows(arrays: dict, indices: np.ndarray) -> np.ndarray:
     """The network's inputs for some sample indices as one array, (n, seq_len, assets × features)."""
     windows = make_windows(arrays["features"], indices, int(arrays["seq_len"]))
     return windows.reshape(len(windows), windows.shape[1], -1)
+
+
+def network_arguments(params: RunParams, seed: int | None = None) -> dict:
+    """`models.build_model`'s hyper-parameters, taken from a run's parameters."""
+    return {
+        "architecture": params.architecture, "task": params.task, "lstm_units": tuple(params.lstm_units),
+        "dropout_lstm": params.dropout_lstm, "attention_heads": params.attention_heads,
+        "attention_key_dim": params.attention_key_dim, "dense_units": params.dense_units,
+        "dropout_dense": params.dropout_dense, "output": params.resolved_output,
+        "smooth_window": params.smooth_window,
+        "raw_index": params.input_features.index("raw") if "raw" in params.input_features else None,
+        "seed": params.seed if seed is None else seed,
+    }
 
 
 def compile_model(model: keras.Model, params: RunParams, class_weights=None) -> keras.Model:
@@ -267,16 +283,15 @@ class EpochTimer(keras.callbacks.Callback):
         self.seconds.append(time.perf_counter() - self._start)
 
 
-def validation_callbacks(params: RunParams, work_dir: Path, verbose: int = 1) -> list:
-    """The guide's three callbacks, all steered by the validation loss."""
+def validation_callbacks(params: RunParams, verbose: int = 1) -> list:
+    """The guide's callbacks, all steered by the validation loss; the best epoch's weights are
+    restored at the end (the guide's ModelCheckpoint, kept in memory instead of on disk)."""
     return [
         keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=params.lr_factor,
                                           patience=params.lr_patience, min_lr=params.min_lr,
                                           verbose=verbose),
         keras.callbacks.EarlyStopping(monitor="val_loss", patience=params.early_stopping_patience,
                                       restore_best_weights=True, verbose=verbose),
-        keras.callbacks.ModelCheckpoint(str(work_dir / CHECKPOINT), monitor="val_loss",
-                                        save_best_only=True, verbose=0),
     ]
 
 
@@ -285,7 +300,7 @@ def make_callbacks(params: RunParams, work_dir: Path, timer: EpochTimer, verbose
     """The guide's three callbacks, or for a fit without validation the per-epoch learning rates
     of `schedule`, plus TensorBoard (TensorFlow backend only), CSVLogger, TerminateOnNaN and a timer."""
     if schedule is None:
-        steering = validation_callbacks(params, work_dir, verbose)
+        steering = validation_callbacks(params, verbose)
     else:
         steering = [keras.callbacks.LearningRateScheduler(lambda epoch, _: schedule[epoch])]
     callbacks = [
@@ -334,7 +349,7 @@ def train(arrays: dict, params: RunParams, work_dir: Path, seed: int | None = No
     class_weights = balanced_class_weights(y_train) if params.task == "direction" else None
 
     with model_scope():
-        model = build_model(seq_len, n_assets, n_features, params, seed)
+        model = build_model(seq_len, n_assets, n_features, **network_arguments(params, seed))
         initialise(model, arrays, params, train_idx, fine_tune)
         model = compile_model(model, params, class_weights)
     train_ds = window_batches(arrays["features"], y_train, train_idx, seq_len, params.batch_size,
@@ -407,8 +422,7 @@ def save_training(run_dir: Path, result: TrainResult, work_dir: Path) -> None:
     with atomic_path(run_dir / "history.csv") as tmp:
         result.history.to_csv(tmp)
     write_json(run_dir / "train.json", result.info)
-    for name in (CHECKPOINT, EPOCH_LOG):
-        (Path(work_dir) / name).unlink(missing_ok=True)
+    (Path(work_dir) / EPOCH_LOG).unlink(missing_ok=True)
     logs = Path(work_dir) / "logs"
     if logs.exists() and Path(work_dir) != run_dir:
         shutil.rmtree(run_dir / "logs", ignore_errors=True)
