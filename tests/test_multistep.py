@@ -22,7 +22,7 @@ class ImpliedMeanModel:
         self.raw = scaler_from_dict(scalers["features"]["raw"])
         self.scalers = scalers
 
-    def predict(self, x, batch_size=None, verbose=0):
+    def predict_on_batch(self, x):
         windows = x.reshape(len(x), x.shape[1], self.n_assets, 2)
         raw_pct = np.stack([self.raw.inverse_transform(windows[:, t, :, 1])
                             for t in range(x.shape[1] - self.w, x.shape[1])], axis=1)

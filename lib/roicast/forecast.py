@@ -44,9 +44,8 @@ class Ensemble:
     def __init__(self, members: list):
         self.members = members
 
-    def predict(self, windows: np.ndarray, batch_size: int | None = None, verbose: int = 0) -> np.ndarray:
-        return np.mean([m.predict(windows, batch_size=batch_size, verbose=verbose)
-                        for m in self.members], axis=0)
+    def predict_on_batch(self, windows: np.ndarray) -> np.ndarray:
+        return np.mean([m.predict_on_batch(windows) for m in self.members], axis=0)
 
 
 class RidgeOnWindows:
@@ -57,7 +56,7 @@ class RidgeOnWindows:
         self.ridge = baselines.SharedRidge(int(dataset["seq_len"]), int(dataset["horizon"]))
         self.ridge.fit(dataset["features"], dataset["target"], dataset["train_idx"])
 
-    def predict(self, windows: np.ndarray, batch_size: int | None = None, verbose: int = 0) -> np.ndarray:
+    def predict_on_batch(self, windows: np.ndarray) -> np.ndarray:
         n, steps, width = windows.shape
         assets = width // self.n_features
         rows = windows.reshape(n, steps, assets, self.n_features).transpose(0, 2, 1, 3)
@@ -70,7 +69,7 @@ class LastValue:
     def __init__(self, feature_names: list[str]):
         self.n_features, self.index = len(feature_names), feature_names.index("smoothed")
 
-    def predict(self, windows: np.ndarray, batch_size: int | None = None, verbose: int = 0) -> np.ndarray:
+    def predict_on_batch(self, windows: np.ndarray) -> np.ndarray:
         n, _, width = windows.shape
         return windows[:, -1].reshape(n, width // self.n_features, self.n_features)[..., self.index]
 
@@ -83,7 +82,7 @@ class TrainedRun:
     params: RunParams
     scalers: dict
     dataset: dict
-    predictors: dict  # name -> an object with Keras's `predict(windows, batch_size, verbose)`
+    predictors: dict  # name -> an object with Keras's `predict_on_batch(windows)`
     interval_from: dict = field(default_factory=dict)  # name -> the predictor whose validation
     # errors give its interval, for one with no held-out errors of its own (the refit); else itself
 
@@ -223,7 +222,7 @@ def direction_frame(run: TrainedRun, arrays: dict, dates: list[pd.Timestamp]) ->
     flat = np.asarray(windows).reshape(1, run.params.seq_len, -1)
     return pd.concat([pd.DataFrame({"date": dates[0], "asset": run.scalers["assets"], "step": 1,
                                     "model": name, "method": "one-step",
-                                    "probability_up": predictor.predict(flat, verbose=0)[0]})
+                                    "probability_up": predictor.predict_on_batch(flat)[0]})
                       for name, predictor in run.predictors.items()], ignore_index=True)
 
 

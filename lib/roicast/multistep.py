@@ -39,7 +39,12 @@ def for_horizon(arrays: dict, horizon: int) -> dict:
 
 def recursive_forecast(model, arrays: dict, scalers: dict, indices: np.ndarray,
                        steps: int) -> np.ndarray:
-    """Scaled forecasts shaped (steps, len(indices), assets), each step fed back as input."""
+    """Scaled forecasts shaped (steps, len(indices), assets), each step fed back as input.
+
+    `model` is a Keras model or anything with its `predict_on_batch`: one graph for all the
+    origins, traced once per shape; Keras's `predict` retraces for every new batch size, which
+    cost more than the forecasts themselves in 06.
+    """
     seq_len, window = int(arrays["seq_len"]), int(arrays["smooth_window"])
     names = [str(name) for name in arrays["feature_names"]]
     windows = np.array(make_windows(arrays["features"], indices, seq_len))
@@ -49,8 +54,7 @@ def recursive_forecast(model, arrays: dict, scalers: dict, indices: np.ndarray,
     n, _, n_assets, n_features = windows.shape
     forecasts = []
     for _ in range(steps):
-        predicted = model.predict(windows.reshape(n, seq_len, n_assets * n_features),
-                                  batch_size=training.EVAL_BATCH, verbose=0)
+        predicted = np.asarray(model.predict_on_batch(windows.reshape(n, seq_len, n_assets * n_features)))
         forecasts.append(predicted)
         implied_raw = window * to_roi_pct(predicted, scalers) - known_raw.sum(axis=1)
         new_row = np.empty((n, n_assets, n_features), dtype=windows.dtype)
