@@ -4,7 +4,7 @@ Both train the same four extra members (seeds 43-46, the default run's) on the d
 data, each way in its own process, alternating, `--repeats` times. Reports the wall time
 of the training, the epochs the members ran, and the test R² (scaled) of the four
 members' average, so that speed is not bought with accuracy. The LocalCluster is the one 05
-starts (`ensemble.parallel_workers` single-threaded worker processes, each member in a process
+starts (`cluster.local_workers` single-threaded worker processes, each member in a process
 of its own); its start and stop are part of its time.
 
 Usage: python benchmarks/ensemble_speed.py [--repeats 2]
@@ -30,13 +30,13 @@ MODES = {"one after another": "sequential", "dask LocalCluster": "cluster"}
 
 def measure(mode: str) -> dict:
     """Train the members one way in this process; return time, epochs and ensemble R²."""
-    from roicast import ensemble, evaluate, preprocess, sources
+    from roicast import cluster, ensemble, evaluate, preprocess, sources
     from roicast.config import RunParams
 
     params = RunParams()
     prices = sources.read_sample(None, None, None, params.history_years)
     arrays, scalers, _ = preprocess.build_dataset(prices, params)
-    workers = 0 if mode == "sequential" else max(1, ensemble.parallel_workers(len(SEEDS)))
+    workers = 0 if mode == "sequential" else max(1, cluster.local_workers(len(SEEDS)))
     start = time.perf_counter()
     with tempfile.TemporaryDirectory() as out:
         members = ensemble.train_seeds(arrays, params, SEEDS, Path(out), workers)

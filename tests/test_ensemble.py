@@ -44,15 +44,17 @@ def test_a_member_trains_the_network_of_its_variant(dataset, tmp_path):
 
 
 def test_workers_follow_the_cores_and_stay_home_with_one(monkeypatch):
-    monkeypatch.setattr(ensemble, "gpu_available", lambda: False)
-    monkeypatch.setattr(ensemble.os, "cpu_count", lambda: 2)
-    assert ensemble.parallel_workers(4) == 2
-    assert ensemble.parallel_workers(1) == 0
-    monkeypatch.setattr(ensemble.os, "cpu_count", lambda: 1)
-    assert ensemble.parallel_workers(4) == 0
-    monkeypatch.setattr(ensemble.os, "cpu_count", lambda: 16)
-    monkeypatch.setattr(ensemble, "gpu_available", lambda: True)
-    assert ensemble.parallel_workers(4) == 0
+    from roicast import backends, cluster
+
+    monkeypatch.setattr(backends, "gpu_available", lambda: False)
+    monkeypatch.setattr(cluster.os, "cpu_count", lambda: 2)
+    assert cluster.local_workers(4) == 2
+    assert cluster.local_workers(1) == 0
+    monkeypatch.setattr(cluster.os, "cpu_count", lambda: 1)
+    assert cluster.local_workers(4) == 0
+    monkeypatch.setattr(cluster.os, "cpu_count", lambda: 16)
+    monkeypatch.setattr(backends, "gpu_available", lambda: True)
+    assert cluster.local_workers(4) == 0
 
 
 def test_members_from_two_workers_for_three_seeds_are_saved_and_in_seed_order(dataset, tmp_path, monkeypatch):

@@ -13,6 +13,7 @@ import sys
 import time
 
 import nbformat
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -150,6 +151,21 @@ def test_direction_task_runs_through_evaluate_and_ensemble(in_tiny_run, capsys):
     assert set(by_asset["predictor"]) == {"hybrid", "majority"}
     hybrid = by_asset[by_asset["predictor"] == "hybrid"]
     assert hybrid["accuracy"].mean() == pytest.approx(metrics["classification"]["hybrid"]["accuracy"])
+    assert 0.3 < metrics["classification"]["ensemble"]["accuracy"] < 0.8
+    assert all("accuracy" in member for member in metrics["members"])
+
+
+def test_raw_target_is_scored_against_its_own_baselines_and_forecast(in_tiny_run, capsys):
+    metrics = _rerun_copy("tiny-raw", "02,03,04,06", {"target": "raw"}, capsys)
+    scaled = metrics["metrics"]["scaled"]
+    assert {"hybrid", "zero", "train_mean", "persistence", "ridge"} <= set(scaled)
+    assert "ceiling" not in scaled
+    assert metrics["unknown_part"]["hybrid"]["r2_vs_train_mean"] < 0.5
+    asof = metrics["forecast"]["asof"]
+    frame = pd.read_parquet(paths.run_dir("tiny-raw") / "forecasts" / f"{asof}.parquet")
+    hybrid = frame[frame["model"] == "hybrid"]
+    assert (hybrid["known_roi_pct"] == 0).all()
+    np.testing.assert_allclose(hybrid["implied_return_pct"], hybrid["forecast_roi_pct"])
 
 
 def test_a_failing_notebook_marks_the_run_failed_and_exits_non_zero(capsys):

@@ -4,7 +4,10 @@ All of them predict the scaled target of each sample from the same inputs the ne
 sees, so their metrics are directly comparable with the network's.
 """
 
+import warnings
+
 import numpy as np
+from scipy.linalg import LinAlgWarning
 from sklearn.linear_model import RidgeCV
 from sklearn.model_selection import TimeSeriesSplit
 
@@ -50,8 +53,13 @@ class SharedRidge:
         self.model = RidgeCV(alphas=RIDGE_ALPHAS, cv=TimeSeriesSplit(n_splits=n_splits))
 
     def fit(self, features: np.ndarray, target: np.ndarray, train_indices: np.ndarray) -> "SharedRidge":
+        """Fit on the training windows. The smoothed feature is the rolling mean of the raw one,
+        so the columns are collinear and the smallest alphas of the grid are ill-conditioned;
+        scipy warns, and cross-validation passes over those alphas anyway: the warning is muted."""
         rows = _per_asset_rows(features, train_indices, self.seq_len)
-        self.model.fit(rows, targets_for(target, train_indices, self.horizon).reshape(-1))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", LinAlgWarning)
+            self.model.fit(rows, targets_for(target, train_indices, self.horizon).reshape(-1))
         return self
 
     def predict(self, features: np.ndarray, indices: np.ndarray) -> np.ndarray:

@@ -33,19 +33,22 @@ def _run_parser(sub) -> None:
 
 
 def _print_headline(run_id: str) -> None:
-    from roicast.reports import headline_rows
+    """The run's headline table, with the columns of its task (R² and MAE, or accuracy and AUC)."""
+    from roicast.reports import headline_columns, headline_rows
 
     metrics_path = paths.run_dir(run_id) / "metrics.json"
     if not metrics_path.exists():
         return
-    rows = headline_rows(json.loads(metrics_path.read_text()))
+    metrics = json.loads(metrics_path.read_text())
+    rows, columns = headline_rows(metrics), headline_columns(metrics)
     if not rows:
         return
-    print(f"\n{'predictor':<12} {'R² scaled':>10} {'MAE ROI %':>10} {'R² ROI %':>9} {'dir. acc':>9}")
+    first = max(len(row["predictor"]) for row in rows) + 2
+    print(f"\n{'predictor':<{first}}" + "".join(f"{label:>{len(label) + 2}}" for _, label, _ in columns))
     for row in rows:
-        cells = [row["r2_scaled"], row["mae_roi_pct"], row["r2_roi_pct"], row["direction_acc"]]
-        text = [f"{v:>10.3f}" if v is not None else f"{'':>10}" for v in cells]
-        print(f"{row['predictor']:<12} {' '.join(text)}")
+        cells = [f"{fmt % row[key] if row.get(key) is not None else '':>{len(label) + 2}}"
+                 for key, label, fmt in columns]
+        print(f"{row['predictor']:<{first}}" + "".join(cells))
 
 
 def cmd_run(args: argparse.Namespace) -> int:

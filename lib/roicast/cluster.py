@@ -25,6 +25,15 @@ def scheduler_address() -> str | None:
     return os.environ.get(SCHEDULER_ENV) or None
 
 
+def local_workers(n_tasks: int) -> int:
+    """LocalCluster worker processes for `n_tasks` trainings (ensemble members, walk-forward
+    folds): one per core on a CPU; 0 (this process) with a GPU, a single core or a single task."""
+    from roicast.backends import gpu_available
+
+    workers = min(n_tasks, os.cpu_count() or 1)
+    return 0 if workers < 2 or gpu_available() else workers
+
+
 def connect(scheduler: str | None, workers: int) -> "Client":
     """A client of the scheduler at `scheduler`, or of a new LocalCluster of `workers`
     single-threaded processes without a dashboard.

@@ -96,6 +96,10 @@ class RunParams(BaseModel):
     input_features: list[Literal["smoothed", "raw"]] = Field(
         ["smoothed", "raw"], min_length=1, description="Series in each window: 'smoothed' (the guide's) "
         "and/or 'raw' (unsmoothed log returns).")
+    target: Literal["smoothed", "raw"] = Field(
+        "smoothed", description="What task='regression' forecasts: 'smoothed' (the guide's: tomorrow's "
+        "smooth_window-day mean return) or 'raw' (tomorrow's log return itself; the smoothed series "
+        "may stay an input feature).")
 
     # 03_train
     task: Literal["regression", "direction"] = Field(
@@ -145,6 +149,20 @@ class RunParams(BaseModel):
     walk_forward_folds: int = Field(
         0, ge=0, le=20, description="Walk-forward folds, each retraining on an expanding window "
         "and testing on the next block; 0 turns it off.")
+    walk_forward_unit: Literal["block", "year"] = Field(
+        "block", description="'block': walk_forward_folds test blocks of the test period's length; "
+        "'year': one fold per calendar year of test targets (walk_forward_folds is then unused).")
+    walk_forward_train: Literal["expanding", "rolling"] = Field(
+        "expanding", description="Training window of a yearly fold: every earlier day ('expanding') "
+        "or only the walk_forward_train_years years before the test year ('rolling').")
+    walk_forward_train_years: int = Field(
+        5, ge=1, le=50, description="Calendar years of training for walk_forward_train='rolling', and "
+        "the years left for training before the first test year by default.")
+    walk_forward_first_year: int | None = Field(
+        None, ge=1900, le=2200, description="First test year of walk_forward_unit='year'; None: the "
+        "first year that leaves walk_forward_train_years of training.")
+    walk_forward_members: int = Field(
+        1, ge=1, le=50, description="Networks (seeds seed, seed+1, …) averaged in each walk-forward fold.")
     horizon_steps: int = Field(
         1, ge=1, le=20, description="Days ahead for the multi-step comparison (recursive vs one "
         "network per horizon); 1 turns it off.")
@@ -231,6 +249,9 @@ class RunParams(BaseModel):
         if self.walk_forward_folds == 1:
             raise ValueError("walk_forward_folds must be 0 (off) or at least 2; one fold is the "
                              "chain's own split")
+        if self.walk_forward_train == "rolling" and self.walk_forward_unit != "year":
+            raise ValueError("walk_forward_train='rolling' needs walk_forward_unit='year': its window "
+                             "is walk_forward_train_years calendar years")
         if not all(1 <= units <= MAX_UNITS for units in self.lstm_units):
             raise ValueError(f"lstm_units must be two integers from 1 to {MAX_UNITS}, e.g. [64, 32]")
         if self.seed + self.n_members - 1 > SEED_MAX:
@@ -239,6 +260,13 @@ class RunParams(BaseModel):
         if self.min_lr >= self.resolved_learning_rate:
             raise ValueError(f"min_lr ({self.min_lr:g}) must stay below the learning rate "
                              f"({self.resolved_learning_rate:g})")
+        if self.target == "raw" and self.task == "direction":
+            raise ValueError("target='raw' is a regression target; the direction task chooses its "
+                             "label with direction_of")
+        if self.target == "raw" and self.output == "decomposed":
+            raise ValueError("output='decomposed' splits the smoothed target into its known days and "
+                             "tomorrow's return; with target='raw' the target is tomorrow's return "
+                             "itself: use output='direct' or leave output unset")
         if self.output == "decomposed" and not self._can_decompose:
             raise ValueError("output='decomposed' needs scale_by='asset', 'raw' among input_features, "
                              "horizon=1, smooth_window > 1 and task='regression': the known part of the "
@@ -271,7 +299,7 @@ class RunParams(BaseModel):
     @property
     def _can_decompose(self) -> bool:
         return (self.scale_by == "asset" and "raw" in self.input_features and self.horizon == 1
-                and self.smooth_window > 1 and self.task == "regression")
+                and self.smooth_window > 1 and self.task == "regression" and self.target == "smoothed")
 
     @property
     def resolved_output(self) -> str:

@@ -14,29 +14,30 @@ With a GPU, or a single core, and no scheduler, they train one after another in 
 Members may
 also train on bootstrap resamples of the training windows. Two combinations are reported:
 equal weights, and weights proportional to the inverse validation loss (validation only,
-never the test period).
+never the test period). `score_ensemble`, `interval_coverage` and `backtest` fit the run's task:
+regression members are scored against the baselines, direction members against the majority class.
 """
 
-import os
 import pickle
 import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import keras
 import numpy as np
+import pandas as pd
 from dask.distributed import Client, as_completed
 
-from roicast import backends
+from roicast import backends, evaluate, trading
 from roicast.artefacts import atomic_path, write_json
-from roicast.backends import gpu_available
-from roicast.cluster import connect, scheduler_address, workers_per_host
+from roicast.cluster import connect, local_workers, scheduler_address, workers_per_host
 from roicast.config import RunParams
 from roicast.errors import RoicastError
 from roicast.member_process import train_in_child
+from roicast.preprocess import to_roi_pct
 from roicast.training import predict, train
 
 
@@ -88,13 +89,6 @@ def train_member(arrays: dict, params: RunParams, seed: int, out_dir: Path,
     with atomic_path(Path(out_dir) / f"member_{seed}.keras") as tmp:
         result.model.save(tmp)
     return _as_member(result.model, arrays, seed, variant, result.info)
-
-
-def parallel_workers(n_members: int) -> int:
-    """LocalCluster worker processes for training `n_members`: one per core on a CPU; 0 (this
-    process) with a GPU, a single core or a single member."""
-    workers = min(n_members, os.cpu_count() or 1)
-    return 0 if workers < 2 or gpu_available() else workers
 
 
 def _report(member: Member) -> None:
@@ -180,7 +174,7 @@ def train_members(arrays: dict, params: RunParams, run_dir: Path, first_model: k
     out.mkdir(parents=True, exist_ok=True)
     seeds, variants = member_seeds(params)[1:], member_variants(params)[1:]
     scheduler = scheduler_address()
-    workers = 0 if scheduler else parallel_workers(len(seeds))
+    workers = 0 if scheduler else local_workers(len(seeds))
     print(f"training {len(seeds)} member(s) {_where(scheduler, workers)}", flush=True)
     start = time.perf_counter()
     trained = train_seeds(arrays, params, seeds, out, workers, variants, scheduler)
@@ -233,20 +227,83 @@ def verdict(table, metric: str = "r2") -> str:
             f"{'better' if better else 'NOT better'} than its average member.")
 
 
-def record(path: Path, members: list[Member], table, metrics: dict | None,
-           seconds: float, coverage: dict) -> dict:
+REGRESSION_COLUMNS = ("mae", "rmse", "r2")  # what ensemble.json records of each member
+DIRECTION_COLUMNS = ("accuracy", "precision", "recall", "roc_auc", "p_value_vs_majority")
+
+
+@dataclass
+class EnsembleScores:
+    """The ensembles, members and baselines on the test period, and what ensemble.json keeps."""
+
+    table: pd.DataFrame  # one row per ensemble, member and baseline (or the majority class)
+    metric: str  # the column the verdict and the figure compare: r2, or accuracy for direction
+    section: dict  # the ensemble's rows for metrics.json, under `metrics` or `classification`
+    member_columns: tuple[str, ...] = field(default=REGRESSION_COLUMNS)
+
+    def verdict(self) -> str:
+        return verdict(self.table, self.metric)
+
+
+def score_ensemble(arrays: dict, scalers: dict, members: list[Member], params: RunParams) -> EnsembleScores:
+    """Score both combinations, every member and the baselines on the test windows.
+
+    Regression: every metric in both spaces, the table in ROI percent, best R² first. Direction:
+    the equal-weight ensemble and the members' probabilities against the majority class.
+    """
+    combined, test_idx = combine(members), arrays["test_idx"]
+    each = {f"member_{m.seed}": m.test for m in members}
+    if params.task == "direction":
+        scores = evaluate.score_direction(arrays, {"ensemble": combined["equal"], **each}, test_idx,
+                                          params.direction_of)
+        table = pd.DataFrame(scores).T.sort_values("accuracy", ascending=False)
+        return EnsembleScores(table, "accuracy", {"classification": {"ensemble": scores["ensemble"]}},
+                              DIRECTION_COLUMNS)
+    forecasts = {"ensemble": combined["equal"], "ensemble_val_weighted": combined["val_weighted"], **each,
+                 **evaluate.baseline_forecasts(arrays, scalers, test_idx)}
+    metrics = evaluate.score(arrays, scalers, forecasts, test_idx)
+    section = {"metrics": {space: {"ensemble": metrics[space]["ensemble"]} for space in metrics}}
+    return EnsembleScores(evaluate.metrics_table(metrics, "roi_pct"), "r2", section)
+
+
+def interval_coverage(arrays: dict, members: list[Member], params: RunParams) -> dict[str, float]:
+    """Test coverage of the members' spread and of the calibrated interval at `params.interval`,
+    printed with their mean widths; {} for the direction task, whose probabilities have none."""
+    if params.task == "direction":
+        print("The direction task forecasts probabilities: there is no interval to check.")
+        return {}
+    horizon, level = int(arrays["horizon"]), params.interval
+    actual = {period: arrays["target"][arrays[f"{period}_idx"] + horizon - 1] for period in ("val", "test")}
+    intervals = {"members' spread": spread_interval(members, level),
+                 "calibrated on validation": calibrated_interval(members, actual["val"], level)}
+    coverages = {}
+    for name, (lower, upper) in intervals.items():
+        covered = coverages[name] = coverage(actual["test"], lower, upper)
+        print(f"nominal {level:.0%} interval, {name}: covers {covered:.1%} of test values, "
+              f"mean width {float((upper - lower).mean()):.4f} (scaled)")
+    return coverages
+
+
+def backtest(arrays: dict, scalers: dict, members: list[Member], params: RunParams) -> pd.DataFrame:
+    """`trading.long_short_backtest` of the equal-weight ensemble on the test period: ranked by its
+    forecast ROI, or by its probability of an up day for the direction task."""
+    combined = combine(members)["equal"]
+    signal = to_roi_pct(combined, scalers) if params.task == "regression" else combined - 0.5
+    rows = arrays["test_idx"] + int(arrays["horizon"]) - 1
+    return trading.long_short_backtest(signal, arrays["returns_pct"][rows], arrays["dates"][rows],
+                                       arrays["assets"], params.trading_cost_bps)
+
+
+def record(path: Path, members: list[Member], scores: EnsembleScores, seconds: float,
+           coverage: dict) -> dict:
     """Write ensemble.json: the ensemble's rows, its members and its training time.
 
-    It is 05's own section of metrics.json (`roicast.store.assemble_metrics` merges it in).
-    `table` holds each member's scores (rows `member_<seed>`); `metrics` the ensemble's in
-    both spaces, None for the direction task.
+    It is 05's own section of metrics.json (`roicast.store.assemble_metrics` merges it in): the
+    ensemble's scores under `metrics` (regression) or `classification` (direction), beside 04's.
     """
-    scored = ("mae", "rmse", "r2") if metrics else ()
     parts: dict = {"ensemble_fit_seconds": seconds, "interval_coverage": coverage,
                    "members": [{"seed": m.seed, "variant": m.variant, "val_loss": m.val_loss,
-                                **{k: table.loc[f"member_{m.seed}", k] for k in scored}}
-                               for m in members]}
-    if metrics:
-        parts["metrics"] = {space: {"ensemble": metrics[space]["ensemble"]} for space in metrics}
+                                **{k: scores.table.loc[f"member_{m.seed}", k] for k in scores.member_columns}}
+                               for m in members],
+                   **scores.section}
     write_json(path, parts)
     return parts

@@ -2,20 +2,29 @@
 
 The network's numbers mean something only beside baselines that see the same windows:
 persistence, the window mean, the training mean, a shared ridge regression, and the
-ceiling that knows the already-observed days of the smoothed target.
+ceiling that knows the already-observed days of the smoothed target. A raw target
+(tomorrow's return itself) has its own baselines and no ceiling; the direction task is
+scored against the majority class. `score_models` picks what fits the run, so 04_evaluate
+reads the same for every task and target.
 """
+
+from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from matplotlib.figure import Figure
 
-from roicast import baselines
+from roicast import baselines, plots
+from roicast.artefacts import write_json, write_parquet
+from roicast.config import RunParams
 from roicast.metrics import (
     classification_metrics,
     headroom_share,
     regression_metrics,
     skill_score,
 )
-from roicast.preprocess import direction_labels, scaler_from_dict, to_roi_pct
+from roicast.preprocess import direction_labels, scaler_from_dict, target_of, to_roi_pct
 from roicast.significance import (
     binomial_direction_test,
     diebold_mariano,
@@ -26,8 +35,23 @@ from roicast.windows import targets_for
 SPACES = ("scaled", "roi_pct")
 
 
+def direction_accuracy(predicted: np.ndarray, actual: np.ndarray) -> float:
+    """Share of forecasts with the sign of the actual value; NaN for a forecast that is zero
+    throughout (the zero baseline of a raw target), which has no direction to score."""
+    predicted = np.asarray(predicted)
+    if not np.any(predicted):
+        return float("nan")
+    return float(np.mean(np.sign(predicted) == np.sign(np.asarray(actual))))
+
+
 def baseline_forecasts(arrays: dict, scalers: dict, indices: np.ndarray) -> dict[str, np.ndarray]:
-    """Scaled forecasts of every baseline (and the ceiling when smoothing is on) for `indices`."""
+    """Scaled forecasts of every baseline that fits the dataset's target, for `indices`.
+
+    The smoothed target: persistence, window mean, training mean, ridge, and with smoothing the
+    decomposed ridge and the ceiling. A raw target: see `raw_target_baselines`.
+    """
+    if target_of(arrays) == "raw":
+        return raw_target_baselines(arrays, scalers, indices)
     target, train_idx = arrays["target"], arrays["train_idx"]
     seq_len, horizon = int(arrays["seq_len"]), int(arrays["horizon"])
     ridge = baselines.SharedRidge(seq_len, horizon).fit(arrays["features"], target, train_idx)
@@ -48,6 +72,27 @@ def baseline_forecasts(arrays: dict, scalers: dict, indices: np.ndarray) -> dict
     return forecasts
 
 
+def raw_target_baselines(arrays: dict, scalers: dict, indices: np.ndarray) -> dict[str, np.ndarray]:
+    """Scaled forecasts of tomorrow's return: zero, the training mean, yesterday's return
+    (persistence) and the shared ridge. No ceiling: no part of tomorrow's return is known today,
+    and a window mean is a smoothed value, not a forecast of one day."""
+    target, train_idx = arrays["target"], arrays["train_idx"]
+    seq_len, horizon = int(arrays["seq_len"]), int(arrays["horizon"])
+    ridge = baselines.SharedRidge(seq_len, horizon).fit(arrays["features"], target, train_idx)
+    zero = np.zeros((len(indices), target.shape[1]))
+    return {"zero": scaler_from_dict(scalers["target"]).transform(zero),
+            "persistence": baselines.persistence(target, indices),
+            "train_mean": baselines.train_mean(target, train_idx, indices, horizon),
+            "ridge": ridge.predict(arrays["features"], indices)}
+
+
+def error_overlap(arrays: dict) -> int:
+    """Days two neighbouring forecast errors share: the smoothing window's overlap plus the horizon's
+    for the smoothed target, the horizon's alone for a raw one (the Diebold–Mariano lag)."""
+    horizon = int(arrays["horizon"])
+    return horizon if target_of(arrays) == "raw" else int(arrays["smooth_window"]) + horizon - 1
+
+
 def in_both_spaces(forecasts: dict[str, np.ndarray], scalers: dict) -> dict[str, dict]:
     return {"scaled": forecasts,
             "roi_pct": {name: to_roi_pct(values, scalers) for name, values in forecasts.items()}}
@@ -58,7 +103,7 @@ def score(arrays: dict, scalers: dict, forecasts: dict[str, np.ndarray],
     """metrics[space][predictor] = mae, rmse, r2, direction_acc (+ skill and headroom).
 
     direction_acc is the share of days × assets where the forecast's ROI has the sign of
-    the actual smoothed ROI; it is the same in both spaces.
+    the actual target's ROI (smoothed or raw); it is the same in both spaces.
     """
     horizon = int(arrays["horizon"])
     actual = {"scaled": targets_for(arrays["target"], indices, horizon)}
@@ -69,8 +114,7 @@ def score(arrays: dict, scalers: dict, forecasts: dict[str, np.ndarray],
         result[space] = {}
         for name, predicted in spaces[space].items():
             values = regression_metrics(actual[space], predicted)
-            values["direction_acc"] = float(np.mean(
-                np.sign(spaces["roi_pct"][name]) == np.sign(actual["roi_pct"])))
+            values["direction_acc"] = direction_accuracy(spaces["roi_pct"][name], actual["roi_pct"])
             result[space][name] = values
         mse = {name: m["rmse"] ** 2 for name, m in result[space].items()}
         for name, values in result[space].items():
@@ -86,7 +130,7 @@ def significance(arrays: dict, scalers: dict, forecasts: dict[str, np.ndarray],
     horizon = int(arrays["horizon"])
     actual = targets_for(arrays["target_pct"], indices, horizon)
     roi = in_both_spaces(forecasts, scalers)["roi_pct"]
-    lag = int(arrays["smooth_window"]) + horizon - 1
+    lag = error_overlap(arrays)
     tests = {f"dm_vs_{other}": diebold_mariano(roi[model] - actual, roi[other] - actual, horizon=lag)
              for other in ("persistence", "ridge") if other in roi and other != model}
     next_return = arrays["returns_pct"][np.asarray(indices) + horizon - 1]
@@ -96,41 +140,50 @@ def significance(arrays: dict, scalers: dict, forecasts: dict[str, np.ndarray],
     return tests
 
 
+def tomorrow_scores(actual: np.ndarray, forecast: np.ndarray, mean: np.ndarray,
+                    majority_share: float) -> dict[str, float]:
+    """How well forecasts of tomorrow's return (percent, days × assets) do against each asset's
+    training-mean return: R², MAE, the daily rank IC with its t-statistic, direction accuracy with
+    a binomial test against the majority class, and a Diebold–Mariano test against the mean
+    (negative favours the forecast). One formula for the smoothed target's implied return and for
+    a raw target's forecast, so the two read the same."""
+    sse, sse_mean = np.sum((actual - forecast) ** 2), np.sum((actual - mean) ** 2)
+    ic = information_coefficient(forecast, actual)
+    correct = int(np.sum((forecast > 0) == (actual > 0)))
+    direction = binomial_direction_test(correct, actual.size, majority_share)
+    return {
+        "r2_vs_train_mean": float(1 - sse / sse_mean), "mae": float(np.mean(np.abs(actual - forecast))),
+        "ic_mean": ic["mean"], "ic_t": ic["t_stat"], "direction_acc": correct / actual.size,
+        "majority_acc": majority_share,
+        "p_direction_vs_majority": direction["p_value"],
+        "dm_vs_train_mean": diebold_mariano(forecast - actual, mean - actual)}
+
+
 def unknown_part(arrays: dict, scalers: dict, forecasts: dict[str, np.ndarray],
                  indices: np.ndarray) -> dict[str, dict]:
-    """How well each forecast of the smoothed target predicts tomorrow's own return, the only part
-    not yet known: the implied return w·forecast − (the w − 1 known returns), in percent.
+    """How well each forecast predicts tomorrow's own return, the only part not yet known.
 
-    Per predictor: R² against each asset's training-mean return, MAE, the daily rank IC with its
-    t-statistic, direction accuracy with a binomial test against the training majority, and a
-    Diebold–Mariano test against the training mean (negative favours the predictor).
+    For the smoothed target that is the implied return w·forecast − (the w − 1 known returns), in
+    percent; for a raw target, the forecast itself (all of it is unknown). Scored per predictor by
+    `tomorrow_scores`, the training mean being the reference.
     """
     window, horizon = int(arrays["smooth_window"]), int(arrays["horizon"])
-    if window < 2 or horizon != 1:
+    raw_target = target_of(arrays) == "raw"
+    if not raw_target and (window < 2 or horizon != 1):
         return {}
     indices = np.asarray(indices)
     raw = arrays["raw_pct"]
-    known = sum(raw[indices - k] for k in range(1, window))
-    actual = raw[indices]
-    mean = raw[arrays["train_idx"]].mean(axis=0)
-    majority = (raw[arrays["train_idx"]] > 0).mean(axis=0) >= 0.5
+    rows, train_rows = indices + horizon - 1, np.asarray(arrays["train_idx"]) + horizon - 1
+    known = 0 if raw_target else sum(raw[indices - k] for k in range(1, window))
+    scale = 1 if raw_target else window
+    actual = raw[rows]
+    mean = raw[train_rows].mean(axis=0)
+    majority = (raw[train_rows] > 0).mean(axis=0) >= 0.5
     majority_share = float(np.mean((actual > 0) == majority))
-    result = {}
-    for name, values in in_both_spaces(forecasts, scalers)["roi_pct"].items():
-        if name in ("ceiling", "train_mean", "window_mean"):
-            continue
-        implied = window * values - known
-        sse, sse_mean = np.sum((actual - implied) ** 2), np.sum((actual - mean) ** 2)
-        ic = information_coefficient(implied, actual)
-        correct = int(np.sum((implied > 0) == (actual > 0)))
-        direction = binomial_direction_test(correct, actual.size, majority_share)
-        result[name] = {
-            "r2_vs_train_mean": float(1 - sse / sse_mean), "mae": float(np.mean(np.abs(actual - implied))),
-            "ic_mean": ic["mean"], "ic_t": ic["t_stat"], "direction_acc": correct / actual.size,
-            "majority_acc": majority_share,
-            "p_direction_vs_majority": direction["p_value"],
-            "dm_vs_train_mean": diebold_mariano(implied - actual, mean - actual)}
-    return result
+    reference = ("train_mean",) if raw_target else ("ceiling", "train_mean", "window_mean")
+    return {name: tomorrow_scores(actual, scale * values - known, mean, majority_share)
+            for name, values in in_both_spaces(forecasts, scalers)["roi_pct"].items()
+            if name not in reference}
 
 
 def unknown_part_table(tests: dict) -> pd.DataFrame:
@@ -141,7 +194,7 @@ def unknown_part_table(tests: dict) -> pd.DataFrame:
     return pd.DataFrame(rows).T
 
 
-def unknown_part_verdict(tests: dict, model: str = "hybrid") -> str:
+def unknown_part_verdict(tests: dict, model: str = "hybrid", target: str = "smoothed") -> str:
     """One sentence a reader can act on: does `model` forecast tomorrow's return better than its mean?"""
     if model not in tests:
         return "No forecast of tomorrow's own return to judge."
@@ -154,6 +207,7 @@ def unknown_part_verdict(tests: dict, model: str = "hybrid") -> str:
             f"(p = {t['p_direction_vs_majority']:.3g}); Diebold–Mariano against the training mean "
             f"{dm['statistic']:+.2f} (p = {dm['p_value']:.3g}). "
             + ("It forecasts the unknown part better than the mean." if better else
+               "No evidence of skill on tomorrow's return." if target == "raw" else
                "No evidence of skill on the unknown part: its value comes from the days already known."))
 
 
@@ -183,8 +237,7 @@ def per_asset_table(frame: pd.DataFrame, predictors: list[str], space: str = "ro
         actual = group[f"actual{suffix}"].to_numpy()[:, None]
         for name in predictors:
             values = regression_metrics(actual, group[f"{name}{suffix}"].to_numpy()[:, None])
-            values["direction_acc"] = float(np.mean(
-                np.sign(group[f"{name}_roi_pct"]) == np.sign(group["actual_roi_pct"])))
+            values["direction_acc"] = direction_accuracy(group[f"{name}_roi_pct"], group["actual_roi_pct"])
             records.append({"asset": asset, "predictor": name, "space": space, **values})
     return pd.DataFrame.from_records(records)
 
@@ -242,3 +295,182 @@ def direction_per_asset(arrays: dict, probabilities: dict[str, np.ndarray], indi
                 **classification_metrics(labels[:, k], probs[:, k])}
                for name, probs in forecasts.items() for k, asset in enumerate(arrays["assets"])]
     return pd.DataFrame.from_records(records)
+
+
+def direction_frame(arrays: dict, probabilities: dict[str, np.ndarray], indices: np.ndarray,
+                    direction_of: str) -> pd.DataFrame:
+    """Long table of the direction task: date, asset, the actual label (1: up) and each
+    forecaster's probability of an up day, the majority class included."""
+    labels, forecasts, _ = _direction_forecasts(arrays, probabilities, indices, direction_of)
+    rows = np.asarray(indices) + int(arrays["horizon"]) - 1
+    assets = arrays["assets"]
+    frame = pd.DataFrame({"actual": labels.reshape(-1),
+                          **{name: np.asarray(values).reshape(-1) for name, values in forecasts.items()}})
+    frame.insert(0, "asset", np.tile(assets, len(rows)))
+    frame.insert(0, "date", pd.to_datetime(np.repeat(arrays["dates"][rows], len(assets))))
+    return frame
+
+
+SHOWN = ("hybrid", "ridge", "persistence")  # the forecasts drawn in the figures, where present
+
+
+@dataclass
+class Evaluation:
+    """Everything 04_evaluate shows and saves about the network and its baselines on one period.
+
+    Built by `score_models` for the run's task and target; a section that does not apply to the
+    run (regression scores of the direction task, say) says so in one line instead of a table.
+    """
+
+    task: str
+    target: str
+    forecasts: dict[str, np.ndarray]  # scaled regression forecasts, the network's first; {} for direction
+    metrics: dict  # metrics[space][predictor]; {} for direction
+    frame: pd.DataFrame  # predictions_frame, or direction_frame for the direction task
+    per_asset: pd.DataFrame  # per_asset_table in both spaces, or direction_per_asset
+    significance: dict = field(default_factory=dict)
+    unknown_part: dict = field(default_factory=dict)
+    classification: dict | None = None  # score_direction's, for the direction task
+
+    def _regression_only(self) -> bool:
+        """Whether the regression sections apply; says so when they do not."""
+        if self.task == "direction":
+            print("The direction task has no regression forecasts: its network is scored in "
+                  "'The direction task'.")
+            return False
+        return True
+
+    def table(self, space: str) -> pd.DataFrame | None:
+        """metrics[space], one row per predictor, best R² first, to 4 decimals (the tables below
+        are for reading; the saved numbers are unrounded)."""
+        return metrics_table(self.metrics, space).round(4) if self._regression_only() else None
+
+    def significance_table(self) -> pd.DataFrame | None:
+        """Print the Diebold–Mariano tests; the information coefficients, one row per predictor."""
+        if not self._regression_only():
+            return None
+        for name, result in self.significance.items():
+            if name.startswith("dm_"):
+                verdict = "significant" if result["p_value"] < 0.05 else "not significant at 5 %"
+                print(f"{name}: statistic {result['statistic']:+.2f}, p = {result['p_value']:.3g} "
+                      f"({verdict})")
+        return pd.DataFrame(self.significance.get("information_coefficient", {})).T.round(4)
+
+    def unknown_part_table(self) -> pd.DataFrame | None:
+        """Print the verdict on tomorrow's own return; the scores of every predictor."""
+        if not self._regression_only():
+            return None
+        print(unknown_part_verdict(self.unknown_part, target=self.target))
+        return unknown_part_table(self.unknown_part).round(4) if self.unknown_part else None
+
+    def classification_table(self) -> pd.DataFrame | None:
+        """The direction task's scores, one row per forecaster (the majority class included)."""
+        if self.classification is None:
+            print("03_train fitted the regression task; nothing to score here.")
+            return None
+        return pd.DataFrame(self.classification).T.round(4)
+
+    def accuracy_by_asset(self) -> pd.DataFrame | None:
+        """The direction task's accuracy per asset (rows) and forecaster (columns)."""
+        if self.classification is None:
+            return None
+        return self.per_asset.pivot(index="asset", columns="predictor", values="accuracy").round(3)
+
+    def plot_per_asset(self) -> Figure:
+        """MAE (ROI %) per asset and predictor; for the direction task, accuracy."""
+        if self.classification is not None:
+            return plots.plot_error_heatmap(self.per_asset, "accuracy")
+        return plots.plot_error_heatmap(self.per_asset[self.per_asset["space"] == "roi_pct"])
+
+    def shown(self) -> list[str]:
+        """The forecasts the figures draw: the network, the ridge and persistence, where present."""
+        return [name for name in SHOWN if name in self.forecasts]
+
+    def plot_forecasts(self) -> Figure | None:
+        """Actual and forecast ROI over the period, one panel per asset."""
+        return plots.plot_forecast_grid(self.frame, self.shown()) if self._regression_only() else None
+
+    def plot_residuals(self) -> Figure | None:
+        """Distribution of each shown forecast's errors."""
+        return plots.plot_residuals(self.frame, self.shown()) if self._regression_only() else None
+
+    def plot_skill(self) -> Figure | None:
+        """Every predictor's MSE skill against persistence (ROI %)."""
+        return plots.plot_skill(metrics_table(self.metrics, "roi_pct")) if self._regression_only() else None
+
+    def record(self, **parts) -> dict:
+        """evaluation.json's content: these scores, plus `parts` (walk_forward, multi_step, data)."""
+        return {"metrics": self.metrics, "significance": self.significance,
+                "classification": self.classification, "unknown_part": self.unknown_part, **parts}
+
+    def save(self, run_dir: Path, **parts) -> None:
+        """Write predictions.parquet, metrics_per_asset.csv and evaluation.json (`record`'s)."""
+        write_parquet(Path(run_dir) / "predictions.parquet", self.frame)
+        self.per_asset.to_csv(Path(run_dir) / "metrics_per_asset.csv", index=False)
+        write_json(Path(run_dir) / "evaluation.json", self.record(**parts))
+
+
+def score_models(arrays: dict, scalers: dict, model_output: np.ndarray, params: RunParams,
+                 indices: np.ndarray) -> Evaluation:
+    """The network's output and the baselines that fit the run's task and target, scored on `indices`.
+
+    Regression (smoothed or raw target): every metric in both spaces, the significance tests, the
+    scores on tomorrow's own return and the per-asset tables. Direction: the network's
+    probabilities against the majority class, overall and per asset.
+    """
+    if params.task == "direction":
+        probabilities = {"hybrid": model_output}
+        return Evaluation(
+            task=params.task, target=params.target, forecasts={}, metrics={},
+            frame=direction_frame(arrays, probabilities, indices, params.direction_of),
+            per_asset=direction_per_asset(arrays, probabilities, indices, params.direction_of),
+            classification=score_direction(arrays, probabilities, indices, params.direction_of))
+    forecasts = {"hybrid": model_output, **baseline_forecasts(arrays, scalers, indices)}
+    frame = predictions_frame(arrays, scalers, forecasts, indices)
+    predictors = [name for name in forecasts if name != "ceiling"]
+    return Evaluation(
+        task=params.task, target=params.target, forecasts=forecasts,
+        metrics=score(arrays, scalers, forecasts, indices), frame=frame,
+        per_asset=pd.concat([per_asset_table(frame, predictors, space) for space in SPACES]),
+        significance=significance(arrays, scalers, forecasts, indices),
+        unknown_part=unknown_part(arrays, scalers, forecasts, indices))
+
+
+def multi_step_off(params: RunParams) -> str | None:
+    """Why the multi-step comparison does not run for these parameters, or None when it does."""
+    if params.horizon_steps == 1:
+        return "horizon_steps = 1: the multi-step comparison is off."
+    if params.task == "direction":
+        return "The direction task forecasts one day: the multi-step comparison is off."
+    return None
+
+
+def multi_step(model, arrays: dict, scalers: dict, params: RunParams, indices: np.ndarray,
+               work_root: Path) -> pd.DataFrame | None:
+    """Recursive, direct and baseline errors by horizon (`multistep.compare`), or None, saying why,
+    when the run has no multi-step comparison.
+
+    `multistep` trains networks, so it is imported here: scoring alone never loads Keras.
+    """
+    from roicast import multistep
+
+    reason = multi_step_off(params)
+    if reason:
+        print(reason)
+        return None
+    return multistep.compare(model, arrays, scalers, params, indices, work_root)
+
+
+def multi_step_table(errors: pd.DataFrame | None) -> pd.DataFrame | None:
+    """RMSE (ROI %) of each predictor by horizon, with its figure; None when there is no comparison."""
+    if errors is None:
+        return None
+    from roicast import multistep
+
+    plots.plot_error_by_horizon(errors, "roi_pct", "rmse")
+    return multistep.by_horizon(errors, "roi_pct", "rmse").round(4)
+
+
+def multi_step_record(errors: pd.DataFrame | None) -> list[dict] | None:
+    """metrics.json's `multi_step` part: one record per horizon, predictor and space."""
+    return None if errors is None else errors.to_dict(orient="records")

@@ -64,10 +64,10 @@ class RidgeOnWindows:
 
 
 class LastValue:
-    """Persistence: tomorrow's smoothed value is today's (the window's last smoothed feature)."""
+    """Persistence: tomorrow's target is today's (the window's last value of the target's series)."""
 
-    def __init__(self, feature_names: list[str]):
-        self.n_features, self.index = len(feature_names), feature_names.index("smoothed")
+    def __init__(self, feature_names: list[str], target: str = "smoothed"):
+        self.n_features, self.index = len(feature_names), feature_names.index(target)
 
     def predict_on_batch(self, windows: np.ndarray) -> np.ndarray:
         n, _, width = windows.shape
@@ -110,8 +110,8 @@ def load_run(run_id: str, params: RunParams) -> TrainedRun:
         if members:
             predictors["ensemble"] = Ensemble([network, *(models.load_model(m) for m in members)])
         predictors["ridge"] = RidgeOnWindows(dataset)
-        if "smoothed" in params.input_features:
-            predictors["persistence"] = LastValue(params.input_features)
+        if params.target in params.input_features:
+            predictors["persistence"] = LastValue(params.input_features, params.target)
     return TrainedRun(run_id, params, artefacts.read_json(run_dir / "scaler.json"), dataset, predictors)
 
 
@@ -186,10 +186,10 @@ def forecast_frame(run: TrainedRun, arrays: dict, days: int, dates: list[pd.Time
 
     `known_roi_pct` is the part of the smoothed target already observed on asof (four of the
     five days of a 5-day mean at step 1), `implied_return_pct` the day's own return the forecast
-    implies.
+    implies. With `target: raw` nothing of the target is known and the forecast is that return.
     """
     origin = np.array([len(arrays["features"])])
-    window = run.params.smooth_window
+    window = 1 if run.params.target == "raw" else run.params.smooth_window
     raw = arrays["raw_pct"]
     records = []
     for name, predictor in run.predictors.items():

@@ -3,7 +3,9 @@
 - recursive (the guide's `predict_multi_step`): the one-day model predicts, its forecast is
   appended to the window as if observed, and the window rolls on. With the raw returns as a
   second input, the day's raw return is the one the forecast implies: a w-day mean s_t
-  that shares w-1 known returns gives r_t = w·s_t − (r_{t-w+1} + … + r_{t-1}).
+  that shares w-1 known returns gives r_t = w·s_t − (r_{t-w+1} + … + r_{t-1}). With the raw
+  return as the target (`target: raw`) the forecast is r_t itself, and the smoothed input is
+  the mean of the last w returns.
 - direct: one network per horizon h, trained on the target h days ahead. Its training and
   validation windows are trimmed so that no target reaches past the end of their period.
 
@@ -20,7 +22,7 @@ import pandas as pd
 from roicast import baselines, training
 from roicast.config import RunParams
 from roicast.metrics import regression_metrics
-from roicast.preprocess import scaler_from_dict, to_roi_pct
+from roicast.preprocess import scaler_from_dict, target_of, to_roi_pct
 from roicast.windows import make_windows, targets_for
 
 
@@ -46,9 +48,10 @@ def recursive_forecast(model, arrays: dict, scalers: dict, indices: np.ndarray,
     cost more than the forecasts themselves in 06.
     """
     seq_len, window = int(arrays["seq_len"]), int(arrays["smooth_window"])
+    raw_target = target_of(arrays) == "raw"
     names = [str(name) for name in arrays["feature_names"]]
     windows = np.array(make_windows(arrays["features"], indices, seq_len))
-    raw_scaler = scaler_from_dict(scalers["features"]["raw"]) if "raw" in names else None
+    feature_scalers = {name: scaler_from_dict(scalers["features"][name]) for name in names}
     rows = np.asarray(indices)[:, None] + np.arange(-(window - 1), 0)
     known_raw = arrays["raw_pct"][rows]  # (n, window - 1, assets): the returns inside the mean
     n, _, n_assets, n_features = windows.shape
@@ -56,10 +59,17 @@ def recursive_forecast(model, arrays: dict, scalers: dict, indices: np.ndarray,
     for _ in range(steps):
         predicted = np.asarray(model.predict_on_batch(windows.reshape(n, seq_len, n_assets * n_features)))
         forecasts.append(predicted)
-        implied_raw = window * to_roi_pct(predicted, scalers) - known_raw.sum(axis=1)
+        predicted_pct = to_roi_pct(predicted, scalers)
+        implied_raw = predicted_pct if raw_target else window * predicted_pct - known_raw.sum(axis=1)
         new_row = np.empty((n, n_assets, n_features), dtype=windows.dtype)
         for k, name in enumerate(names):
-            new_row[:, :, k] = predicted if name == "smoothed" else raw_scaler.transform(implied_raw)
+            if name == "raw":
+                new_row[:, :, k] = feature_scalers["raw"].transform(implied_raw)
+            elif raw_target:
+                smoothed_pct = (known_raw.sum(axis=1) + implied_raw) / window
+                new_row[:, :, k] = feature_scalers["smoothed"].transform(smoothed_pct)
+            else:
+                new_row[:, :, k] = predicted
         windows = np.concatenate([windows[:, 1:], new_row[:, None]], axis=1)
         known_raw = np.concatenate([known_raw[:, 1:], implied_raw[:, None]], axis=1)
     return np.stack(forecasts)

@@ -258,3 +258,23 @@ def plot_error_by_horizon(errors: pd.DataFrame, space: str = "roi_pct", metric: 
     ax.set(title=f"Error by horizon ({metric}, {space})", xlabel="days ahead")
     ax.xaxis.get_major_locator().set_params(integer=True)
     return fig
+
+
+def plot_ic_by_year(ic: pd.DataFrame) -> Figure:
+    """Each predictor's mean daily rank IC per test year with its 95 % band (`study.ic_by_year`):
+    whether an edge holds year after year or lives in a few years."""
+    fig, ax = plt.subplots(figsize=(max(6.0, 0.35 * ic["label"].nunique() + 2), 3.8), layout="constrained")
+    names = list(dict.fromkeys(ic["predictor"]))
+    offsets = np.linspace(-0.3, 0.3, len(names)) if len(names) > 1 else np.zeros(1)
+    labels = list(dict.fromkeys(ic["label"]))
+    for offset, name in zip(offsets, names, strict=True):
+        rows = ic[ic["predictor"] == name]
+        x = np.array([labels.index(label) for label in rows["label"]]) + offset
+        ax.errorbar(x, rows["ic"], yerr=[rows["ic"] - rows["low"], rows["high"] - rows["ic"]], fmt="o",
+                    markersize=3, capsize=2, color=PREDICTOR_COLOURS.get(name), label=name)
+    ax.axhline(0, color="grey", linewidth=0.8)
+    ax.set_xticks(range(len(labels)), labels, rotation=90 if len(labels) > 12 else 0)
+    ax.set(title="Daily rank IC with tomorrow's return, per test year (95 % band)", xlabel="",
+           ylabel="mean daily IC")
+    ax.legend(fontsize=7, ncols=len(names))
+    return fig

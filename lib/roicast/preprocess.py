@@ -115,7 +115,8 @@ def scaler_from_dict(state: dict) -> Scaler:
 
 
 def to_roi_pct(scaled_target: np.ndarray, scalers: dict) -> np.ndarray:
-    """Invert the target's scaling: scaled values → smoothed daily log return in percent."""
+    """Invert the target's scaling: scaled values → the target's daily log return in percent
+    (smoothed, or tomorrow's own for a raw target)."""
     scaler = scaler_from_dict(scalers["target"])
     values = np.asarray(scaled_target, dtype=float)
     return scaler.inverse_transform(values.reshape(-1, values.shape[-1])).reshape(values.shape)
@@ -134,13 +135,24 @@ def smoothed_and_raw(returns: pd.DataFrame, smooth_window: int,
 
 
 def scale_series(series: dict[str, pd.DataFrame], scalers: dict[str, Scaler],
-                 input_features: list[str]) -> tuple[np.ndarray, np.ndarray]:
-    """(features of shape (days, assets, features), scaled target), with already fitted scalers."""
+                 input_features: list[str], target: str = "smoothed") -> tuple[np.ndarray, np.ndarray]:
+    """(features of shape (days, assets, features), scaled target), with already fitted scalers.
+
+    The target is the series named `target` ('smoothed' or 'raw'), scaled like that feature.
+    """
     features = np.stack([scalers[name].transform(series[name].to_numpy())
                          for name in input_features], axis=-1).astype(np.float32)
-    target = features[..., 0] if input_features[0] == "smoothed" else \
-        scalers["smoothed"].transform(series["smoothed"].to_numpy()).astype(np.float32)
-    return features, target
+    target_values = features[..., input_features.index(target)] if target in input_features else \
+        scalers[target].transform(series[target].to_numpy()).astype(np.float32)
+    return features, target_values
+
+
+def target_of(arrays: dict) -> str:
+    """Which series the dataset's target is: 'smoothed' (the guide's) or 'raw' (tomorrow's return).
+
+    Datasets written before `target` existed hold the smoothed target.
+    """
+    return str(arrays.get("target_of", "smoothed"))
 
 
 def series_until(prices: pd.DataFrame, params: RunParams, scaler_json: dict) -> dict:
@@ -160,10 +172,11 @@ def series_until(prices: pd.DataFrame, params: RunParams, scaler_json: dict) -> 
     if len(series["raw"]) < params.seq_len:
         raise DataError(f"Too little history for a forecast: {len(series['raw'])} days of returns "
                         f"after smoothing, and the network reads windows of {params.seq_len} days.")
-    scalers = {"smoothed": scaler_from_dict(scaler_json["target"]),
+    scalers = {params.target: scaler_from_dict(scaler_json["target"]),
                **{name: scaler_from_dict(state) for name, state in scaler_json["features"].items()}}
-    features, target = scale_series(series, scalers, params.input_features)
-    return {"features": features, "target": target, "target_pct": series["smoothed"].to_numpy(),
+    features, target = scale_series(series, scalers, params.input_features, params.target)
+    return {"features": features, "target": target, "target_pct": series[params.target].to_numpy(),
+            "target_of": np.array(params.target),
             "raw_pct": series["raw"].to_numpy(),
             "returns_pct": returns.iloc[params.smooth_window - 1:].to_numpy(),
             "dates": series["smoothed"].index.to_numpy().astype("datetime64[D]"),
@@ -202,12 +215,13 @@ def build_dataset(prices: pd.DataFrame, params: RunParams,
     smoothed, raw = series["smoothed"], series["raw"]
     train_rows = slice(0, int(split["train"][-1]) + params.horizon)
     scalers = fit_scalers(params.scaler, params.scale_by, series, train_rows)
-    features, target = scale_series(series, scalers, params.input_features)
+    features, target = scale_series(series, scalers, params.input_features, params.target)
 
     arrays = {
         "features": features,
         "target": target,
-        "target_pct": smoothed.to_numpy(),
+        "target_pct": series[params.target].to_numpy(),
+        "target_of": np.array(params.target),
         "raw_pct": raw.to_numpy(),
         "returns_pct": returns.iloc[params.smooth_window - 1:].to_numpy(),
         "dates": smoothed.index.to_numpy().astype("datetime64[D]"),
@@ -217,7 +231,7 @@ def build_dataset(prices: pd.DataFrame, params: RunParams,
         "seq_len": np.array(params.seq_len), "horizon": np.array(params.horizon),
         "smooth_window": np.array(params.smooth_window), "scale_by": np.array(params.scale_by),
     }
-    scaler_json = {"assets": list(smoothed.columns), "target": scaler_to_dict(scalers["smoothed"]),
+    scaler_json = {"assets": list(smoothed.columns), "target": scaler_to_dict(scalers[params.target]),
                    "features": {name: scaler_to_dict(scalers[name]) for name in params.input_features},
                    "clip": None if clip is None else {"low": clip[0].tolist(), "high": clip[1].tolist()}}
     info = summarise(arrays, params, gap)
@@ -239,7 +253,7 @@ def summarise(arrays: dict, params: RunParams, gap: int) -> dict:
     return {
         "params": {name: getattr(params, name) for name in (
             "smooth_window", "clip_quantile", "scaler", "scale_by", "seq_len", "horizon",
-            "test_fraction", "val_fraction", "input_features")},
+            "test_fraction", "val_fraction", "input_features", "target")},
         "gap": gap,
         "assets": arrays["assets"].tolist(),
         "n_rows": int(arrays["features"].shape[0]),
@@ -272,10 +286,10 @@ def guide_log1p_nan_share(prices: pd.DataFrame) -> float:
 
 
 def transform_stages(prices: pd.DataFrame, arrays: dict) -> dict[str, np.ndarray]:
-    """The daily values after each step, for the distribution plots."""
-    return {
-        "percent return (guide)": 100 * prices.pct_change(fill_method=None).to_numpy()[1:],
-        "log return %": arrays["raw_pct"],
-        "smoothed log return %": arrays["target_pct"],
-        "scaled target": arrays["target"],
-    }
+    """The daily values after each step, for the distribution plots (a raw target is the log
+    return itself, so it has no smoothed stage)."""
+    stages = {"percent return (guide)": 100 * prices.pct_change(fill_method=None).to_numpy()[1:],
+              "log return %": arrays["raw_pct"]}
+    if target_of(arrays) == "smoothed":
+        stages["smoothed log return %"] = arrays["target_pct"]
+    return {**stages, "scaled target": arrays["target"]}

@@ -20,8 +20,15 @@ from roicast.config import RunParams
 from roicast.errors import RoicastError
 from roicast.forecast_table import expected_returns
 
-HEADLINE_PREDICTORS = ("hybrid", "ensemble", "ridge", "ridge_decomposed", "persistence", "train_mean",
-                       "ceiling")
+REGRESSION_PREDICTORS = ("hybrid", "ensemble", "ridge", "ridge_decomposed", "persistence", "zero",
+                         "train_mean", "ceiling")
+DIRECTION_PREDICTORS = ("hybrid", "ensemble", "majority")
+HEADLINE_PREDICTORS = (*REGRESSION_PREDICTORS, "majority")  # the columns of the page of runs
+REGRESSION_COLUMNS = (("r2_scaled", "R² (scaled)", "%.3f"), ("mae_roi_pct", "MAE (ROI %)", "%.4f"),
+                      ("r2_roi_pct", "R² (ROI %)", "%.3f"), ("direction_acc", "direction accuracy", "%.3f"))
+DIRECTION_COLUMNS = (("accuracy", "accuracy", "%.3f"), ("roc_auc", "ROC AUC", "%.3f"),
+                     ("precision", "precision", "%.3f"), ("recall", "recall", "%.3f"),
+                     ("p_value_vs_majority", "p (vs majority)", "%.3g"))
 
 _templates = Environment(loader=PackageLoader("roicast", "templates"),
                          autoescape=select_autoescape(["html"]))
@@ -38,17 +45,42 @@ def render_notebook(executed: Path, with_code: bool = False) -> Path:
     return html
 
 
+def is_direction(metrics: dict) -> bool:
+    """Whether a run's headline is the direction task's (04 recorded its classification scores)."""
+    return bool(metrics.get("classification"))
+
+
+def headline_columns(metrics: dict) -> tuple[tuple[str, str, str], ...]:
+    """(key, label, format) of the headline table's columns: R² and MAE for regression; accuracy,
+    ROC AUC, precision, recall and the binomial p against the majority class for direction."""
+    return DIRECTION_COLUMNS if is_direction(metrics) else REGRESSION_COLUMNS
+
+
+def _direction_rows(classification: dict) -> list[dict]:
+    """The direction task's forecasters, in the keys of a regression row too: its accuracy is the
+    direction accuracy, it has no R² or MAE (so the command line and sweeps read both alike)."""
+    return [{"predictor": name, "r2_scaled": None, "mae_roi_pct": None, "r2_roi_pct": None,
+             "direction_acc": classification[name]["accuracy"], "headline": classification[name]["accuracy"],
+             **{key: classification[name].get(key) for key, _, _ in DIRECTION_COLUMNS}}
+            for name in DIRECTION_PREDICTORS if name in classification]
+
+
 def headline_rows(metrics: dict) -> list[dict]:
-    """One row per predictor present: test-period R² (scaled) and MAE / R² in ROI percent."""
+    """One row per predictor present: test-period R² (scaled) and MAE / R² in ROI percent, or for
+    the direction task the network, the ensemble and the majority class by `DIRECTION_COLUMNS`.
+    `headline` is the one number the page of runs shows: R² (scaled), or accuracy."""
+    if is_direction(metrics):
+        return _direction_rows(metrics["classification"])
     spaces = metrics.get("metrics", {})
     rows = []
-    for name in HEADLINE_PREDICTORS:
+    for name in REGRESSION_PREDICTORS:
         scaled = spaces.get("scaled", {}).get(name)
         roi = spaces.get("roi_pct", {}).get(name)
         if scaled or roi:
             rows.append({"predictor": name, "r2_scaled": (scaled or {}).get("r2"),
                          "mae_roi_pct": (roi or {}).get("mae"), "r2_roi_pct": (roi or {}).get("r2"),
-                         "direction_acc": (roi or {}).get("direction_acc")})
+                         "direction_acc": (roi or {}).get("direction_acc"),
+                         "headline": (scaled or {}).get("r2")})
     return rows
 
 
@@ -89,7 +121,7 @@ def write_run_index(report_dir: Path, metrics: dict) -> Path:
     notebooks = [{"name": nb, "html": f"{nb}.html", "exists": (report_dir / f"{nb}.html").exists(),
                   "seconds": metrics.get("timings_s", {}).get(nb)} for nb in paths.NOTEBOOKS]
     page = _templates.get_template("run.html").render(
-        m=metrics, rows=headline_rows(metrics), notebooks=notebooks,
+        m=metrics, rows=headline_rows(metrics), columns=headline_columns(metrics), notebooks=notebooks,
         forecast=latest_forecast(metrics["run_id"], metrics),
         figures=sorted(p.name for p in report_dir.glob("*.png")))
     with atomic_path(report_dir / "index.html") as tmp:
@@ -119,10 +151,11 @@ def collect_runs() -> list[dict]:
             metrics["status"] = _live_status(path.parent.name, metrics.get("status"))
         except (OSError, ValueError) as exc:
             runs.append({"m": {"run_id": path.parent.name, "status": "unreadable", "error": str(exc)},
-                         "rows": {}, "mtime": 0.0, "link": link})
+                         "rows": {}, "mtime": 0.0, "link": link, "direction": False})
             continue
         rows = {row["predictor"]: row for row in headline_rows(metrics)}
-        runs.append({"m": metrics, "rows": rows, "mtime": mtime, "link": link})
+        runs.append({"m": metrics, "rows": rows, "mtime": mtime, "link": link,
+                     "direction": is_direction(metrics)})
     return sorted(runs, key=lambda run: run["mtime"], reverse=True)
 
 

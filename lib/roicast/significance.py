@@ -62,6 +62,9 @@ def information_coefficient(predicted: np.ndarray, realised: np.ndarray) -> dict
     with np.errstate(invalid="ignore", divide="ignore"):
         daily = (ranks_p * ranks_r).sum(axis=1) / denominator
     daily = daily[np.isfinite(daily)]
+    if daily.size < 2:  # a forecast equal for every asset (zero, say) ranks nothing
+        return {"mean": float("nan"), "std": float("nan"), "ir": float("nan"), "t_stat": float("nan"),
+                "n_days": int(daily.size), "daily": daily}
     mean, std = float(daily.mean()), float(daily.std(ddof=1))
     return {"mean": mean, "std": std, "ir": mean / std if std > 0 else float("nan"),
             "t_stat": mean / std * np.sqrt(daily.size) if std > 0 else float("nan"),

@@ -35,8 +35,9 @@ HEADLINE = "r2_scaled"
 TEST_PREDICTORS = ("hybrid", "ensemble", "ridge", "persistence")
 DM_TESTS = ("dm_vs_persistence", "dm_vs_ridge")
 # Parameters 03_train's network never sees: their values train the same network, so they tie.
-NETWORK_BLIND = ("walk_forward_folds", "horizon_steps", "n_members", "bootstrap", "member_variants",
-                 "interval", "trading_cost_bps")
+NETWORK_BLIND = ("walk_forward_folds", "walk_forward_unit", "walk_forward_train", "walk_forward_train_years",
+                 "walk_forward_first_year", "walk_forward_members", "horizon_steps", "n_members", "bootstrap",
+                 "member_variants", "interval", "trading_cost_bps")
 # Parameters that leave the validation targets, their scaling and the validation days as they
 # are. Every other one (data, preprocessing, split, task) changes what validation loss measures.
 SAME_VALIDATION = frozenset((*VARIANT_PARAMS, "seed", "input_features", *NETWORK_BLIND))

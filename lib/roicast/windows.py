@@ -87,3 +87,45 @@ def make_windows(features: np.ndarray, indices: np.ndarray, seq_len: int) -> np.
 def targets_for(target: np.ndarray, indices: np.ndarray, horizon: int = 1) -> np.ndarray:
     """The target row of each sample index."""
     return target[np.asarray(indices) + horizon - 1]
+
+
+def target_years(target_dates: np.ndarray) -> np.ndarray:
+    """The calendar year of each date (datetime64), as integers."""
+    return np.asarray(target_dates).astype("datetime64[Y]").astype(int) + 1970
+
+
+def year_splits(samples: np.ndarray, target_dates: np.ndarray, test_years: list[int],
+                val_fraction: float, gap: int, train_years: int | None = None) -> list[dict[str, np.ndarray]]:
+    """One fold per test year: test on the samples whose target falls in that year, train and
+    validate on the samples before it.
+
+    `target_dates` holds each sample's target date. Training reaches back to the first sample
+    (expanding) or only over the `train_years` calendar years before the test year (rolling);
+    validation is its last `val_fraction`, and `gap` samples separate training, validation and
+    test, as in `split_indices`, so no smoothed target shares a day with the test year.
+    """
+    samples, years = np.asarray(samples), target_years(target_dates)
+    folds = []
+    for year in test_years:
+        n_test = int(np.sum(years == year))
+        if n_test == 0:
+            raise DataError(f"No sample has its target in {year}: the data cover "
+                            f"{years.min()} to {years.max()}. Choose test years inside them.")
+        first = years.min() if train_years is None else year - train_years
+        pool = samples[(years >= first) & (years <= year)]
+        try:
+            folds.append(_split(pool, n_test, val_fraction, gap))
+        except DataError:
+            raise DataError(f"Too little history to test on {year}: {len(pool) - n_test} windows "
+                            f"before it cannot make training and validation periods with a gap of "
+                            f"{gap}. Start the test years later or use more dates.") from None
+    return folds
+
+
+def default_test_years(target_dates: np.ndarray, train_years: int,
+                       first_year: int | None = None) -> list[int]:
+    """Every year from `first_year` (default: the first that leaves `train_years` years of
+    training) to the last year of the targets."""
+    years = target_years(target_dates)
+    start = years.min() + train_years if first_year is None else first_year
+    return list(range(int(start), int(years.max()) + 1))
