@@ -42,7 +42,7 @@ def measure(mode: str) -> dict:
         members = ensemble.train_seeds(arrays, params, SEEDS, Path(out), workers)
     seconds = time.perf_counter() - start
     average = np.mean([member.test for member in members], axis=0)
-    test = arrays["test_idx"]
+    test = arrays.test_idx
     r2 = evaluate.score(arrays, scalers, {"ensemble": average, "persistence": average}, test)
     epochs = [member.epochs_run for member in members]
     return {"seconds": seconds, "workers": workers, "epochs_run": epochs,

@@ -85,7 +85,7 @@ def measure(backend: str, args: argparse.Namespace) -> None:
         prices = synthetic_prices(int(n_assets), float(years))
         arrays, _, _ = preprocess.build_dataset(prices, RunParams())
         shape = {"data": data, "assets": int(n_assets), "days": len(prices),
-                 "train_windows": len(arrays["train_idx"])}
+                 "train_windows": len(arrays.train_idx)}
         for batch in args.batches:
             for architecture in args.architectures:
                 if time.time() > deadline:

@@ -16,8 +16,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from roicast.windows import targets_for
-
 EVAL_BATCH = 256
 
 
@@ -71,16 +69,17 @@ def train_epochs(arrays: dict, architecture: str, batch_size: int, epochs: int,
     """Train the network for `epochs`; the wall seconds of each epoch."""
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     torch.manual_seed(seed)
-    seq_len, horizon = int(arrays["seq_len"]), int(arrays["horizon"])
-    n_days, n_assets, n_features = arrays["features"].shape
-    series = torch.as_tensor(arrays["features"].reshape(n_days, -1), device=device)
+    seq_len = arrays.seq_len
+    n_days, n_assets, n_features = arrays.features.shape
+    series = torch.as_tensor(arrays.features.reshape(n_days, -1), device=device)
     offsets = torch.arange(-seq_len, 0, device=device)
 
     def period(name: str) -> tuple[torch.Tensor, torch.Tensor]:
-        targets = targets_for(arrays["target"], arrays[name], horizon).astype(np.float32)
-        return (torch.as_tensor(arrays[name], device=device), torch.as_tensor(targets, device=device))
+        indices = arrays.indices(name)
+        targets = arrays.target_rows(indices).astype(np.float32)
+        return (torch.as_tensor(indices, device=device), torch.as_tensor(targets, device=device))
 
-    (train_idx, train_y), (val_idx, val_y) = period("train_idx"), period("val_idx")
+    (train_idx, train_y), (val_idx, val_y) = period("train"), period("val")
     model = Network(seq_len, n_assets, n_features, architecture == "highway").to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=1e-4, eps=1e-7)
     seconds = []

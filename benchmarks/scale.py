@@ -59,7 +59,7 @@ def measure(csv: Path) -> dict:
         result = training.train(arrays, params, work_dir=work, verbose=0)
     stages["train_one_epoch"] = {"seconds": result.info["fit_seconds"], "peak_mb": _peak_mb()}
     start = time.perf_counter()
-    test = arrays["test_idx"]
+    test = arrays.test_idx
     forecasts = {"hybrid": training.predict(result.model, arrays, test),
                  **evaluate.baseline_forecasts(arrays, scalers, test)}
     evaluate.score(arrays, scalers, forecasts, test)

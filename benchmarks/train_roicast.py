@@ -28,7 +28,7 @@ def main() -> None:
     arrays, scalers, _ = preprocess.build_dataset(prices, params)
     with tempfile.TemporaryDirectory() as work:
         result = training.train(arrays, params, work_dir=work, verbose=0)
-    test = arrays["test_idx"]
+    test = arrays.test_idx
     forecasts = {"model": training.predict(result.model, arrays, test)}
     metrics = evaluate.score(arrays, scalers, {**forecasts, **evaluate.baseline_forecasts(
         arrays, scalers, test)}, test)["scaled"]
@@ -37,7 +37,7 @@ def main() -> None:
         "wall_seconds": time.perf_counter() - wall, "best_val_loss": result.info["best_val_loss"],
         "epochs_run": result.info["epochs_run"], "test_r2_scaled": metrics["model"]["r2"],
         "test_r2_persistence": metrics["persistence"]["r2"], "test_r2_ridge": metrics["ridge"]["r2"],
-        "n_train": int(len(arrays["train_idx"])), "n_assets": len(arrays["assets"]),
+        "n_train": int(len(arrays.train_idx)), "n_assets": len(arrays.assets),
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "params": dict(args.parameter),
     }

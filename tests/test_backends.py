@@ -34,7 +34,7 @@ def _as_numpy(batch) -> list[np.ndarray]:
 
 
 def test_window_batches_hold_the_windows_of_the_tf_data_pipeline(dataset):
-    features, idx = dataset["features"], dataset["train_idx"]
+    features, idx = dataset.features, dataset.train_idx
     targets = training.training_targets(dataset, idx, RunParams(**TINY))
     ours = batches.WindowBatches(features, targets, idx, 20, 64)
     theirs = list(training.window_dataset(features, targets, idx, 20, 64).as_numpy_iterator())
@@ -94,7 +94,7 @@ params = RunParams(**{tiny})
 arrays, _, _ = build_dataset(pd.read_csv("prices.csv", index_col=0, parse_dates=True), params)
 result = training.train(arrays, params, Path("run"), verbose=0)
 training.save_training(Path("run"), result, Path("run"))
-idx = arrays["test_idx"]
+idx = arrays.test_idx
 reloaded = models.load_model("run/model.keras")
 gap = np.abs(training.predict(reloaded, arrays, idx) - training.predict(result.model, arrays, idx)).max()
 files = sorted(path.name for path in Path("run").iterdir())

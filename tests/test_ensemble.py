@@ -58,7 +58,9 @@ def test_workers_follow_the_cores_and_stay_home_with_one(monkeypatch):
 
 
 def test_members_from_two_workers_for_three_seeds_are_saved_and_in_seed_order(dataset, tmp_path, monkeypatch):
-    monkeypatch.setattr(ensemble.os, "cpu_count", lambda: 2)
+    from roicast import cluster
+
+    monkeypatch.setattr(cluster.os, "cpu_count", lambda: 2)
     monkeypatch.delenv(SCHEDULER_ENV, raising=False)
     params = RunParams(**TINY)
     first = training.train(dataset, params, tmp_path / "first", verbose=0)
@@ -71,9 +73,9 @@ def test_members_from_two_workers_for_three_seeds_are_saved_and_in_seed_order(da
     assert members[1].val_loss == pytest.approx(here.val_loss, abs=1e-6)
     for member in members[1:]:
         saved = models.load_model(tmp_path / "ensemble" / f"member_{member.seed}.keras")
-        np.testing.assert_allclose(training.predict(saved, dataset, dataset["test_idx"]), member.test,
+        np.testing.assert_allclose(training.predict(saved, dataset, dataset.test_idx), member.test,
                                    rtol=1e-5, atol=1e-6)
-        assert member.test.shape == (len(dataset["test_idx"]), len(dataset["assets"]))
+        assert member.test.shape == (len(dataset.test_idx), len(dataset.assets))
     assert not np.allclose(members[1].test, members[2].test), "different seeds, different members"
     assert not [p for p in (tmp_path / "ensemble").iterdir() if p.suffix != ".keras"]
 

@@ -43,12 +43,12 @@ def direction_run(prices):
 
 def _noisy_truth(arrays: dict, seed: int = 0, noise: float = 0.05) -> np.ndarray:
     """A forecast that knows the target up to noise: clearly better than any baseline."""
-    truth = arrays["target"][arrays["test_idx"]]
+    truth = arrays.target[arrays.test_idx]
     return truth + np.random.default_rng(seed).normal(0, noise, truth.shape)
 
 
 def _probabilities(arrays: dict, seed: int = 0) -> np.ndarray:
-    return np.random.default_rng(seed).uniform(0, 1, (len(arrays["test_idx"]), arrays["target"].shape[1]))
+    return np.random.default_rng(seed).uniform(0, 1, (len(arrays.test_idx), arrays.target.shape[1]))
 
 
 def _member(seed: int, test: np.ndarray, val: np.ndarray) -> ensemble.Member:
@@ -76,38 +76,38 @@ def test_a_raw_target_is_a_regression_target():
 
 def test_the_raw_target_is_the_next_days_log_return_scaled_like_the_raw_feature(raw_run, prices):
     params, arrays, scalers, info = raw_run
-    raw_index = list(arrays["feature_names"]).index("raw")
-    np.testing.assert_array_equal(arrays["target"], arrays["features"][..., raw_index])
-    np.testing.assert_array_equal(arrays["target_pct"], arrays["raw_pct"])
-    np.testing.assert_allclose(to_roi_pct(arrays["target"], scalers), arrays["raw_pct"], atol=1e-4)
-    assert str(arrays["target_of"]) == "raw" and info["params"]["target"] == "raw"
-    assert "smoothed" in list(arrays["feature_names"])  # still an input
+    raw_index = list(arrays.feature_names).index("raw")
+    np.testing.assert_array_equal(arrays.target, arrays.features[..., raw_index])
+    np.testing.assert_array_equal(arrays.target_pct, arrays.raw_pct)
+    np.testing.assert_allclose(to_roi_pct(arrays.target, scalers), arrays.raw_pct, atol=1e-4)
+    assert str(arrays.target_of) == "raw" and info["params"]["target"] == "raw"
+    assert "smoothed" in list(arrays.feature_names)  # still an input
     assert scaler_from_dict(scalers["target"]).scale_.tolist() == scalers["features"]["raw"]["scale_"]
     assert "smoothed log return %" not in transform_stages(prices, arrays)
 
 
 def test_the_raw_targets_baselines_are_zero_mean_yesterday_and_ridge_without_a_ceiling(raw_run):
     _, arrays, scalers, _ = raw_run
-    idx = arrays["test_idx"]
+    idx = arrays.test_idx
     forecasts = evaluate.baseline_forecasts(arrays, scalers, idx)
     assert set(forecasts) == {"zero", "persistence", "train_mean", "ridge"}
     roi = evaluate.in_both_spaces(forecasts, scalers)["roi_pct"]
     np.testing.assert_allclose(roi["zero"], 0, atol=1e-9)
-    np.testing.assert_allclose(roi["persistence"], arrays["raw_pct"][idx - 1], atol=1e-4)
-    np.testing.assert_allclose(roi["train_mean"][0], arrays["raw_pct"][arrays["train_idx"]].mean(axis=0),
+    np.testing.assert_allclose(roi["persistence"], arrays.raw_pct[idx - 1], atol=1e-4)
+    np.testing.assert_allclose(roi["train_mean"][0], arrays.raw_pct[arrays.train_idx].mean(axis=0),
                                atol=1e-4)
     assert evaluate.error_overlap(arrays) == 1
 
 
 def test_a_raw_target_is_scored_on_tomorrows_return_with_the_shared_formula(raw_run):
     params, arrays, scalers, _ = raw_run
-    idx = arrays["test_idx"]
+    idx = arrays.test_idx
     result = evaluate.score_models(arrays, scalers, _noisy_truth(arrays), params, idx)
     assert set(result.metrics["scaled"]) == {"hybrid", "zero", "persistence", "train_mean", "ridge"}
     assert "headroom_share" not in result.metrics["scaled"]["hybrid"]
     assert set(result.unknown_part) == {"hybrid", "zero", "persistence", "ridge"}  # train_mean: the reference
     hybrid_pct = to_roi_pct(result.forecasts["hybrid"], scalers)
-    actual, train = arrays["raw_pct"][idx], arrays["raw_pct"][arrays["train_idx"]]
+    actual, train = arrays.raw_pct[idx], arrays.raw_pct[arrays.train_idx]
     majority = float(np.mean((actual > 0) == ((train > 0).mean(axis=0) >= 0.5)))
     expected = evaluate.tomorrow_scores(actual, hybrid_pct, train.mean(axis=0), majority)
     assert json.dumps(result.unknown_part["hybrid"], sort_keys=True) == json.dumps(expected, sort_keys=True)
@@ -122,15 +122,15 @@ def test_a_raw_target_forecasts_several_days_by_feeding_its_return_back(raw_run)
     from roicast import multistep
 
     params, arrays, scalers, _ = raw_run
-    raw_index = [str(name) for name in arrays["feature_names"]].index("raw")
-    n_assets = len(arrays["assets"])
+    raw_index = [str(name) for name in arrays.feature_names].index("raw")
+    n_assets = len(arrays.assets)
 
     class YesterdaysReturn:
         def predict_on_batch(self, windows):
             return windows[:, -1].reshape(len(windows), n_assets, -1)[..., raw_index]
 
-    steps = multistep.recursive_forecast(YesterdaysReturn(), arrays, scalers, arrays["test_idx"][:5], 3)
-    np.testing.assert_allclose(steps[0], arrays["target"][arrays["test_idx"][:5] - 1], rtol=1e-6)
+    steps = multistep.recursive_forecast(YesterdaysReturn(), arrays, scalers, arrays.test_idx[:5], 3)
+    np.testing.assert_allclose(steps[0], arrays.target[arrays.test_idx[:5] - 1], rtol=1e-6)
     np.testing.assert_allclose(steps[2], steps[0], atol=1e-5)  # each day's forecast is fed back as observed
     assert evaluate.multi_step_off(params.model_copy(update={"horizon_steps": 3})) is None
     assert evaluate.multi_step_off(RunParams()) is not None  # horizon_steps 1: off
@@ -145,21 +145,21 @@ def test_a_constant_forecast_has_no_information_coefficient_and_no_warning():
 
 def test_the_raw_target_ensemble_is_recorded_like_the_smoothed_one(raw_run, tmp_path):
     params, arrays, scalers, _ = raw_run
-    members = [_member(seed, _noisy_truth(arrays, seed), arrays["target"][arrays["val_idx"]])
+    members = [_member(seed, _noisy_truth(arrays, seed), arrays.target[arrays.val_idx])
                for seed in (1, 2)]
     scores = ensemble.score_ensemble(arrays, scalers, members, params)
     assert "ceiling" not in scores.table.index and "zero" in scores.table.index
     coverages = ensemble.interval_coverage(arrays, members, params)
     parts = ensemble.record(tmp_path / "ensemble.json", members, scores, 1.0, coverages)
     assert set(parts["metrics"]) == {"scaled", "roi_pct"} and parts["members"][0]["r2"] > 0.5
-    assert len(ensemble.backtest(arrays, scalers, members, params)) == len(arrays["test_idx"])
+    assert len(ensemble.backtest(arrays, scalers, members, params)) == len(arrays.test_idx)
 
 
 # --- the direction task -------------------------------------------------------------------
 
 def test_the_direction_task_scores_the_network_against_the_majority_class(direction_run, capsys):
     params, arrays, scalers = direction_run
-    idx = arrays["test_idx"]
+    idx = arrays.test_idx
     result = evaluate.score_models(arrays, scalers, _probabilities(arrays), params, idx)
     assert set(result.classification) == {"hybrid", "majority"}
     assert {"accuracy", "precision", "recall", "roc_auc", "p_value_vs_majority"} <= set(
@@ -168,16 +168,16 @@ def test_the_direction_task_scores_the_network_against_the_majority_class(direct
     assert "direction task" in capsys.readouterr().out
     assert set(result.per_asset["space"]) == {"classification"}
     assert list(result.frame.columns) == ["date", "asset", "actual", "hybrid", "majority"]
-    assert len(result.frame) == len(idx) * len(arrays["assets"])
-    assert result.accuracy_by_asset().shape == (len(arrays["assets"]), 2)
+    assert len(result.frame) == len(idx) * len(arrays.assets)
+    assert result.accuracy_by_asset().shape == (len(arrays.assets), 2)
     saved = result.record(walk_forward=None, multi_step=None, data={})
     assert saved["classification"]["hybrid"] == result.classification["hybrid"]
 
 
 def test_the_direction_ensemble_and_its_members_are_recorded(direction_run, tmp_path):
     params, arrays, scalers = direction_run
-    n_val = len(arrays["val_idx"])
-    members = [_member(seed, _probabilities(arrays, seed), np.full((n_val, len(arrays["assets"])), 0.5))
+    n_val = len(arrays.val_idx)
+    members = [_member(seed, _probabilities(arrays, seed), np.full((n_val, len(arrays.assets)), 0.5))
                for seed in (1, 2, 3)]
     scores = ensemble.score_ensemble(arrays, scalers, members, params)
     assert scores.metric == "accuracy" and {"ensemble", "majority", "member_1"} <= set(scores.table.index)
@@ -186,7 +186,7 @@ def test_the_direction_ensemble_and_its_members_are_recorded(direction_run, tmp_
     parts = ensemble.record(tmp_path / "ensemble.json", members, scores, 1.0, {"level": 0.9})
     assert set(parts["classification"]) == {"ensemble"} and "metrics" not in parts
     assert [set(m) >= {"accuracy", "roc_auc", "p_value_vs_majority"} for m in parts["members"]] == [True] * 3
-    assert len(ensemble.backtest(arrays, scalers, members, params)) == len(arrays["test_idx"])
+    assert len(ensemble.backtest(arrays, scalers, members, params)) == len(arrays.test_idx)
 
 
 # --- the headline, the run page and the page of runs --------------------------------------

@@ -6,7 +6,6 @@ import pytest
 from roicast import multistep
 from roicast.config import RunParams
 from roicast.preprocess import build_dataset, scaler_from_dict, to_roi_pct
-from roicast.windows import targets_for
 
 
 class ImpliedMeanModel:
@@ -17,8 +16,8 @@ class ImpliedMeanModel:
     """
 
     def __init__(self, arrays, scalers):
-        self.w = int(arrays["smooth_window"])
-        self.n_assets = len(arrays["assets"])
+        self.w = arrays.smooth_window
+        self.n_assets = len(arrays.assets)
         self.raw = scaler_from_dict(scalers["features"]["raw"])
         self.scalers = scalers
 
@@ -38,11 +37,11 @@ def dataset(small_prices):
 
 def test_recursive_feedback_appends_the_raw_return_the_forecast_implies(dataset):
     arrays, scalers = dataset
-    indices = multistep.origins(arrays["test_idx"], 4)
+    indices = multistep.origins(arrays.test_idx, 4)
     forecasts = multistep.recursive_forecast(ImpliedMeanModel(arrays, scalers), arrays, scalers,
                                              indices, steps=4)
-    assert forecasts.shape == (4, len(indices), len(arrays["assets"]))
-    last_smoothed = arrays["target"][indices - 1]
+    assert forecasts.shape == (4, len(indices), len(arrays.assets))
+    last_smoothed = arrays.target[indices - 1]
     for step in range(4):
         np.testing.assert_allclose(forecasts[step], last_smoothed, atol=1e-4)
 
@@ -50,20 +49,20 @@ def test_recursive_feedback_appends_the_raw_return_the_forecast_implies(dataset)
 def test_direct_targets_stay_inside_their_period(dataset):
     arrays, _ = dataset
     shifted = multistep.for_horizon(arrays, 4)
-    assert int(shifted["horizon"]) == 4
-    assert shifted["train_idx"][-1] + 3 == arrays["train_idx"][-1]
-    assert shifted["val_idx"][-1] + 3 == arrays["val_idx"][-1]
-    assert arrays["horizon"] == 1, "the original arrays are untouched"
+    assert shifted.horizon == 4
+    assert shifted.train_idx[-1] + 3 == arrays.train_idx[-1]
+    assert shifted.val_idx[-1] + 3 == arrays.val_idx[-1]
+    assert arrays.horizon == 1, "the original arrays are untouched"
 
 
 def test_error_by_horizon_of_persistence_grows_with_the_horizon(dataset):
     arrays, scalers = dataset
-    indices = multistep.origins(arrays["test_idx"], 5)
+    indices = multistep.origins(arrays.test_idx, 5)
     forecasts = multistep.baseline_forecasts(arrays, indices, 5)
     errors = multistep.error_by_horizon(arrays, scalers, forecasts, indices)
     rmse = errors.query("predictor == 'persistence' and space == 'scaled'")["rmse"].to_numpy()
     assert len(rmse) == 5 and np.all(np.diff(rmse) > 0)
     first = errors.query("predictor == 'persistence' and space == 'roi_pct' and horizon == 1")
-    actual = targets_for(arrays["target_pct"], indices, 1)
-    predicted = to_roi_pct(arrays["target"][indices - 1], scalers)
+    actual = arrays.target_rows(indices, "target_pct")
+    predicted = to_roi_pct(arrays.target[indices - 1], scalers)
     assert first["mae"].item() == pytest.approx(np.abs(actual - predicted).mean())

@@ -36,7 +36,7 @@ def test_log_returns_are_in_percent():
 def test_changing_prices_after_the_training_cutoff_changes_nothing_in_training(small_prices, scaler, clip):
     params = RunParams(scaler=scaler, clip_quantile=clip, **SMALL)
     arrays, scalers, _ = build_dataset(small_prices, params)
-    last_train_target = arrays["dates"][arrays["train_idx"][-1]]
+    last_train_target = arrays.dates[arrays.train_idx[-1]]
 
     changed = small_prices.copy()
     after = changed.index > pd.Timestamp(last_train_target)
@@ -44,25 +44,25 @@ def test_changing_prices_after_the_training_cutoff_changes_nothing_in_training(s
     changed.loc[after] = changed.loc[after] * noise
     arrays2, scalers2, _ = build_dataset(changed, params)
 
-    train = arrays["train_idx"]
+    train = arrays.train_idx
     rows = slice(0, train[-1] + 1)
-    np.testing.assert_array_equal(arrays["features"][rows], arrays2["features"][rows])
-    np.testing.assert_array_equal(arrays["target"][train], arrays2["target"][train])
+    np.testing.assert_array_equal(arrays.features[rows], arrays2.features[rows])
+    np.testing.assert_array_equal(arrays.target[train], arrays2.target[train])
     assert json.dumps(scalers) == json.dumps(scalers2)
-    assert not np.array_equal(arrays["target"][arrays["test_idx"]], arrays2["target"][arrays["test_idx"]])
+    assert not np.array_equal(arrays.target[arrays.test_idx], arrays2.target[arrays.test_idx])
 
 
 def test_minmax_scaler_is_fitted_on_training_rows_only(small_prices):
     arrays, _, _ = build_dataset(small_prices, RunParams(**SMALL, scale_by="feature"))
-    train_rows = slice(0, arrays["train_idx"][-1] + 1)
-    assert arrays["target"][train_rows].min() == pytest.approx(0, abs=1e-6)
-    assert arrays["target"][train_rows].max() == pytest.approx(1, abs=1e-6)
+    train_rows = slice(0, arrays.train_idx[-1] + 1)
+    assert arrays.target[train_rows].min() == pytest.approx(0, abs=1e-6)
+    assert arrays.target[train_rows].max() == pytest.approx(1, abs=1e-6)
 
 
 @pytest.mark.parametrize("scaler", ["minmax", "standard"])
 def test_inverse_scaling_returns_the_smoothed_returns(small_prices, scaler):
     arrays, scalers, _ = build_dataset(small_prices, RunParams(scaler=scaler, **SMALL))
-    np.testing.assert_allclose(to_roi_pct(arrays["target"], scalers), arrays["target_pct"], atol=1e-4)
+    np.testing.assert_allclose(to_roi_pct(arrays.target, scalers), arrays.target_pct, atol=1e-4)
     assert scaler_from_dict(scalers["target"]).n_features_in_ == small_prices.shape[1]
 
 
@@ -70,8 +70,8 @@ def test_a_constant_asset_does_not_divide_by_zero():
     prices = random_walk_prices(300, 3)
     prices["FLAT"] = 50.0
     arrays, scalers, _ = build_dataset(prices, RunParams(**SMALL))
-    assert np.isfinite(arrays["features"]).all()
-    assert np.isfinite(to_roi_pct(arrays["target"], scalers)).all()
+    assert np.isfinite(arrays.features).all()
+    assert np.isfinite(to_roi_pct(arrays.target, scalers)).all()
 
 
 def test_an_all_nan_asset_is_dropped_with_a_warning():
@@ -79,7 +79,7 @@ def test_an_all_nan_asset_is_dropped_with_a_warning():
     prices["EMPTY"] = np.nan
     with pytest.warns(RoicastWarning, match="EMPTY"):
         arrays, _, _ = build_dataset(prices, RunParams(**SMALL))
-    assert "EMPTY" not in arrays["assets"]
+    assert "EMPTY" not in arrays.assets
 
 
 def test_too_few_rows_says_how_many_are_needed_and_how_many_there_are():
@@ -90,13 +90,13 @@ def test_too_few_rows_says_how_many_are_needed_and_how_many_there_are():
 
 def test_smoothing_window_one_keeps_raw_returns(small_prices):
     arrays, _, _ = build_dataset(small_prices, RunParams(smooth_window=1, **SMALL))
-    np.testing.assert_allclose(arrays["target_pct"], arrays["raw_pct"])
+    np.testing.assert_allclose(arrays.target_pct, arrays.raw_pct)
 
 
 def test_periods_do_not_share_smoothed_days(small_prices):
     params = RunParams(**SMALL)
     arrays, _, info = build_dataset(small_prices, params)
-    assert arrays["val_idx"][0] - arrays["train_idx"][-1] > params.smooth_window
-    assert arrays["test_idx"][0] - arrays["val_idx"][-1] > params.smooth_window
+    assert arrays.val_idx[0] - arrays.train_idx[-1] > params.smooth_window
+    assert arrays.test_idx[0] - arrays.val_idx[-1] > params.smooth_window
     periods = info["periods"]
     assert periods["train"]["end"] < periods["val"]["start"] < periods["test"]["start"]

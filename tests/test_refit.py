@@ -33,7 +33,7 @@ def old_run(trained, tmp_path):
     """The finished run 'old' in this test's work folder: what 02 and 03 would have written."""
     _, arrays, scalers, result = trained
     run_dir = paths.run_dir("old")
-    artefacts.write_npz(run_dir / "dataset.npz", **arrays)
+    arrays.save(run_dir / "dataset.npz")
     artefacts.write_json(run_dir / "scaler.json", scalers)
     artefacts.write_json(run_dir / "params.json", RunParams(**TINY, run_id="old").model_dump())
     training.save_training(run_dir, result, tmp_path / "work")
@@ -44,7 +44,7 @@ def _started(trained, params: RunParams) -> keras.Model:
     """A new network for `params` on the module's dataset, started as 03 starts it."""
     arrays = trained[1]
     model = models.build_model(20, len(ASSETS), 2, **training.network_arguments(params))
-    training.initialise(model, arrays, params, arrays["train_idx"], fine_tune=True)
+    training.initialise(model, arrays, params, arrays.train_idx, fine_tune=True)
     return model
 
 
@@ -109,8 +109,8 @@ def test_refit_trains_best_epoch_epochs_on_the_windows_up_to_asof_as_hybrid_refi
     prices, arrays = trained[0], trained[1]
     info = artefacts.read_json(old_run / "train.json")
     artefacts.write_json(old_run / "train.json", {**info, "best_epoch": 3, "learning_rates": [1e-3, 5e-4]})
-    horizon, test_idx = int(arrays["horizon"]), arrays["test_idx"]
-    asof = str(arrays["dates"][test_idx[10] + horizon - 1])
+    horizon, test_idx = arrays.horizon, arrays.test_idx
+    asof = str(arrays.dates[test_idx[10] + horizon - 1])
     calls, original = [], training.refit
 
     def spy(*args, **kwargs):
@@ -124,7 +124,7 @@ def test_refit_trains_best_epoch_epochs_on_the_windows_up_to_asof_as_hybrid_refi
         result = forecast.make_forecast("old", params, prices=prices, asof=asof, days=2)
 
     (_, _, indices, epochs, *_), fit = calls[0]
-    expected = np.concatenate([arrays["train_idx"], arrays["val_idx"], test_idx[:11]])
+    expected = np.concatenate([arrays.train_idx, arrays.val_idx, test_idx[:11]])
     np.testing.assert_array_equal(indices, expected)
     assert epochs == 3 and fit.info["epochs_run"] == 3 and fit.info["train_windows"] == len(expected)
     np.testing.assert_allclose(fit.history["learning_rate"], [1e-3, 5e-4, 5e-4], rtol=1e-6)
@@ -146,6 +146,6 @@ def test_refit_trains_best_epoch_epochs_on_the_windows_up_to_asof_as_hybrid_refi
 def test_a_refit_stops_at_the_datasets_last_day(trained):
     arrays = trained[1]
     every = forecast.windows_until(arrays, pd.Timestamp("2030-01-01"))
-    assert len(every) == len(arrays["train_idx"]) + len(arrays["val_idx"]) + len(arrays["test_idx"])
-    first_target = arrays["dates"][arrays["train_idx"][0] + int(arrays["horizon"]) - 1]
+    assert len(every) == len(arrays.train_idx) + len(arrays.val_idx) + len(arrays.test_idx)
+    first_target = arrays.dates[arrays.train_idx[0] + arrays.horizon - 1]
     assert len(forecast.windows_until(arrays, pd.Timestamp(first_target) - pd.Timedelta(days=1))) == 0

@@ -25,7 +25,7 @@ def dataset(small_prices):
     """Four assets of the bundled data, their scalers, and every baseline's test forecasts."""
     params = RunParams(**TINY)
     arrays, scalers, _ = build_dataset(small_prices, params)
-    forecasts = evaluate.baseline_forecasts(arrays, scalers, arrays["test_idx"])
+    forecasts = evaluate.baseline_forecasts(arrays, scalers, arrays.test_idx)
     return arrays, scalers, forecasts
 
 
@@ -37,10 +37,10 @@ def four_years() -> pd.DataFrame:
 
 def test_a_perfect_smoothed_forecast_implies_tomorrows_return_exactly(dataset):
     arrays, scalers, forecasts = dataset
-    test = arrays["test_idx"]
-    perfect = {"hybrid": arrays["target"][test]}
+    test = arrays.test_idx
+    perfect = {"hybrid": arrays.target[test]}
     implied = study.raw_return_forecasts(arrays, scalers, perfect, test)["hybrid"]
-    np.testing.assert_allclose(implied, arrays["raw_pct"][test], atol=1e-4)
+    np.testing.assert_allclose(implied, arrays.raw_pct[test], atol=1e-4)
     scores = study.fold_scores(arrays, scalers, perfect, test)["hybrid"]
     assert scores["r2_vs_train_mean"] == pytest.approx(1, abs=1e-6)
     assert scores["ic_mean"] == pytest.approx(1)
@@ -48,9 +48,9 @@ def test_a_perfect_smoothed_forecast_implies_tomorrows_return_exactly(dataset):
 
 def test_persistence_is_yesterdays_return_and_the_training_mean_has_r2_zero(dataset):
     arrays, scalers, forecasts = dataset
-    test = arrays["test_idx"]
+    test = arrays.test_idx
     raw = study.raw_return_forecasts(arrays, scalers, forecasts, test)
-    np.testing.assert_array_equal(raw["persistence"], arrays["raw_pct"][test - 1])
+    np.testing.assert_array_equal(raw["persistence"], arrays.raw_pct[test - 1])
     scores = study.fold_scores(arrays, scalers, forecasts, test)
     assert set(scores) == set(study.PREDICTORS) - {"hybrid"}
     assert scores["train_mean"]["r2_vs_train_mean"] == pytest.approx(0, abs=1e-12)
@@ -58,7 +58,7 @@ def test_persistence_is_yesterdays_return_and_the_training_mean_has_r2_zero(data
 
 def test_smoothed_forecasts_score_as_evaluate_unknown_part_scores_them(dataset):
     arrays, scalers, forecasts = dataset
-    test = arrays["test_idx"]
+    test = arrays.test_idx
     named = {"hybrid": forecasts["ridge"] * 0.9 + 0.01, "ridge": forecasts["ridge"]}
     mine = study.fold_scores(arrays, scalers, named, test)
     theirs = evaluate.unknown_part(arrays, scalers, named, test)
@@ -146,14 +146,15 @@ def test_a_failed_fold_is_reported_and_the_others_kept(four_years, monkeypatch, 
 def test_a_fold_averages_its_members_seeds(monkeypatch, tmp_path):
     seeds = []
 
-    def fake_train(arrays, params, work, seed, verbose):
+    def fake_train(arrays, params, work, seed, verbose, train_indices):
         seeds.append(seed)
         return SimpleNamespace(model=seed, info={"fit_seconds": seed, "epochs_run": 2, "best_val_loss": 1.0})
 
     monkeypatch.setattr(walkforward.training, "train", fake_train)
     monkeypatch.setattr(walkforward.training, "predict", lambda model, arrays, idx: np.full((2, 3), model))
-    output, fit = walkforward.train_members({"test_idx": np.arange(2)}, year_params(walk_forward_members=3,
-                                            seed=10), tmp_path, verbose=0)
+    fold = SimpleNamespace(train_idx=np.arange(5), test_idx=np.arange(2))  # what train_members reads
+    output, fit = walkforward.train_members(fold, year_params(walk_forward_members=3, seed=10), tmp_path,
+                                            verbose=0)
     assert seeds == [10, 11, 12]
     np.testing.assert_array_equal(output, np.full((2, 3), 11.0))
     assert fit == {"fit_seconds": 11.0, "epochs_run": 2.0, "best_val_loss": 1.0}

@@ -64,7 +64,7 @@ def test_training_writes_its_outputs_and_reloads_in_safe_mode(dataset, tmp_path)
     assert 1 <= info["best_epoch"] <= 2 and info["n_params"] > 0
     assert info["backend"] == "tensorflow" and info["device"] == backends.device()
     reloaded = models.load_model(tmp_path / "model.keras")
-    idx = dataset["test_idx"]
+    idx = dataset.test_idx
     np.testing.assert_allclose(training.predict(reloaded, dataset, idx),
                                training.predict(result.model, dataset, idx), rtol=1e-5)
     assert (tmp_path / "history.csv").exists() and (tmp_path / "train.json").exists()
@@ -75,7 +75,7 @@ def test_direction_training_saves_its_custom_loss(dataset, tmp_path):
     params = RunParams(task="direction", **TINY)
     result = training.train(dataset, params, tmp_path, verbose=0)
     training.save_training(tmp_path, result, tmp_path)
-    assert len(result.info["class_weights"]["up"]) == dataset["features"].shape[1]
+    assert len(result.info["class_weights"]["up"]) == dataset.features.shape[1]
     models.load_model(tmp_path / "model.keras")
 
 
@@ -90,15 +90,14 @@ def test_highway_starts_at_the_ridge_solution(dataset):
 
     params = RunParams(**TINY, output="direct")
     model = models.build_model(20, 4, 2, **training.network_arguments(params))
-    training.warm_start_highway(model, dataset, dataset["train_idx"])
-    ridge = SharedRidge(20).fit(dataset["features"], dataset["target"], dataset["train_idx"])
-    idx = dataset["test_idx"]
-    np.testing.assert_allclose(training.predict(model, dataset, idx),
-                               ridge.predict(dataset["features"], idx), atol=1e-4)
+    training.warm_start_highway(model, dataset, dataset.train_idx)
+    ridge = SharedRidge().fit(dataset, dataset.train_idx)
+    idx = dataset.test_idx
+    np.testing.assert_allclose(training.predict(model, dataset, idx), ridge.predict(dataset, idx), atol=1e-4)
 
 
 def test_non_finite_inputs_stop_before_training(dataset, tmp_path):
-    dataset["features"][5, 0, 0] = np.nan
+    dataset.features[5, 0, 0] = np.nan
     with pytest.raises(DataError, match="non-finite"):
         training.train(dataset, RunParams(**TINY), tmp_path, verbose=0)
 
@@ -119,6 +118,6 @@ def test_self_attention_matches_keras_multi_head_attention(dropout):
 
 def test_attention_scores_cover_every_step(dataset):
     model = models.build_model(20, 4, 2, **training.network_arguments(RunParams(**TINY)))
-    scores = models.attention_scores(model, training.input_windows(dataset, dataset["test_idx"][:3]))
+    scores = models.attention_scores(model, training.input_windows(dataset, dataset.test_idx[:3]))
     assert tuple(scores.shape) == (3, 2, 20, 20)
     np.testing.assert_allclose(np.asarray(scores).sum(axis=-1), 1, rtol=1e-5)

@@ -45,7 +45,7 @@ def test_a_folds_scalers_see_only_its_own_training_days(small_prices):
     arrays, _, _ = build_dataset(small_prices, params)
     first = walkforward.fold_splits(arrays, params)[0]
     fold_arrays, fold_scalers, _ = build_dataset(small_prices, params, split=first)
-    cutoff = pd.Timestamp(fold_arrays["dates"][first["train"][-1]])
+    cutoff = pd.Timestamp(fold_arrays.dates[first["train"][-1]])
     changed = small_prices.copy()
     later = changed.index > cutoff
     changed.loc[later] *= np.random.default_rng(1).uniform(0.5, 2, changed.loc[later].shape)
@@ -64,8 +64,8 @@ def test_walk_forward_scores_every_fold_and_its_last_fold_matches_the_chain(smal
     assert {"hybrid", "ridge", "persistence", "ceiling"} <= set(folds["predictor"])
     ridge_last = folds.query("fold == 2 and space == 'scaled' and predictor == 'ridge' "
                              "and metric == 'r2'")["value"].item()
-    own = evaluate.score(arrays, scalers, evaluate.baseline_forecasts(arrays, scalers, arrays["test_idx"]),
-                         arrays["test_idx"])
+    own = evaluate.score(arrays, scalers, evaluate.baseline_forecasts(arrays, scalers, arrays.test_idx),
+                         arrays.test_idx)
     assert ridge_last == pytest.approx(own["scaled"]["ridge"]["r2"], rel=1e-9)
     summary = walkforward.summarise(folds)
     values = folds.query("space == 'scaled' and predictor == 'ridge' and metric == 'r2'")["value"]

@@ -1,7 +1,9 @@
 """Naive forecasts on exactly the model's windows, and the ceiling no honest model can pass.
 
-All of them predict the scaled target of each sample from the same inputs the network
-sees, so their metrics are directly comparable with the network's.
+Every baseline is a `Forecaster`: fitted on some samples of a `Dataset`, it predicts the scaled
+target of others from the same inputs the network sees, so their metrics are directly
+comparable with the network's. `for_dataset` picks the ones that make sense for a dataset's
+target.
 """
 
 import warnings
@@ -11,31 +13,61 @@ from scipy.linalg import LinAlgWarning
 from sklearn.linear_model import RidgeCV
 from sklearn.model_selection import TimeSeriesSplit
 
-from roicast.windows import make_windows, targets_for
+from roicast.dataset import Dataset
+from roicast.forecaster import Forecaster
+from roicast.preprocess import scaler_from_dict
 
 RIDGE_ALPHAS = np.logspace(-3, 4, 15)
 
 
-def persistence(target: np.ndarray, indices: np.ndarray) -> np.ndarray:
-    """Tomorrow equals the last value in the window."""
-    return target[np.asarray(indices) - 1]
+class Persistence:
+    """Tomorrow's target equals the last one in the window."""
+
+    def fit(self, dataset: Dataset, indices: np.ndarray) -> "Persistence":
+        return self
+
+    def predict(self, dataset: Dataset, indices: np.ndarray) -> np.ndarray:
+        return dataset.target[np.asarray(indices) - 1]
 
 
-def window_mean(target: np.ndarray, indices: np.ndarray, seq_len: int) -> np.ndarray:
-    """Tomorrow equals the window's average."""
-    return make_windows(target, indices, seq_len).mean(axis=1)
+class WindowMean:
+    """Tomorrow's target equals the window's average."""
+
+    def fit(self, dataset: Dataset, indices: np.ndarray) -> "WindowMean":
+        return self
+
+    def predict(self, dataset: Dataset, indices: np.ndarray) -> np.ndarray:
+        return dataset.windows(indices, dataset.target).mean(axis=1)
 
 
-def train_mean(target: np.ndarray, train_indices: np.ndarray, indices: np.ndarray,
-               horizon: int = 1) -> np.ndarray:
-    """Every day equals the training period's average of each asset."""
-    mean = targets_for(target, train_indices, horizon).mean(axis=0)
-    return np.broadcast_to(mean, (len(indices), target.shape[1])).copy()
+class TrainMean:
+    """Every day's target equals its average over the fitted samples, per asset."""
+
+    def fit(self, dataset: Dataset, indices: np.ndarray) -> "TrainMean":
+        self.mean = dataset.target_rows(indices).mean(axis=0)
+        return self
+
+    def predict(self, dataset: Dataset, indices: np.ndarray) -> np.ndarray:
+        return np.broadcast_to(self.mean, (len(indices), dataset.n_assets)).copy()
 
 
-def _per_asset_rows(features: np.ndarray, indices: np.ndarray, seq_len: int) -> np.ndarray:
+class Zero:
+    """Tomorrow's return is zero: the reference of a raw target (in the scaled space, the
+    scaler's image of 0)."""
+
+    def __init__(self, scalers: dict):
+        self.scaler = scaler_from_dict(scalers["target"])
+
+    def fit(self, dataset: Dataset, indices: np.ndarray) -> "Zero":
+        return self
+
+    def predict(self, dataset: Dataset, indices: np.ndarray) -> np.ndarray:
+        return self.scaler.transform(np.zeros((len(indices), dataset.n_assets)))
+
+
+def _per_asset_rows(dataset: Dataset, indices: np.ndarray) -> np.ndarray:
     """One row per (day, asset): that asset's window of every feature, flattened."""
-    windows = make_windows(features, indices, seq_len)  # (n, seq_len, assets, feats)
+    windows = dataset.windows(indices)  # (n, seq_len, assets, feats)
     n, steps, assets, feats = windows.shape
     return np.ascontiguousarray(windows.transpose(0, 2, 1, 3)).reshape(n * assets, steps * feats)
 
@@ -43,55 +75,38 @@ def _per_asset_rows(features: np.ndarray, indices: np.ndarray, seq_len: int) -> 
 class SharedRidge:
     """Ridge regression on each asset's own window, one set of weights for all assets.
 
-    The regularisation strength is chosen by time-series cross-validation on the
-    training samples (rows stay in date order, so every fold validates on later days).
+    The regularisation strength is chosen by time-series cross-validation on the fitted
+    samples (rows stay in date order, so every fold validates on later days).
     """
 
-    def __init__(self, seq_len: int, horizon: int = 1, n_splits: int = 5):
-        self.seq_len = seq_len
-        self.horizon = horizon
+    def __init__(self, n_splits: int = 5):
         self.model = RidgeCV(alphas=RIDGE_ALPHAS, cv=TimeSeriesSplit(n_splits=n_splits))
 
-    def fit(self, features: np.ndarray, target: np.ndarray, train_indices: np.ndarray) -> "SharedRidge":
-        """Fit on the training windows. The smoothed feature is the rolling mean of the raw one,
+    def fitted_series(self, dataset: Dataset) -> np.ndarray:
+        """The daily series the ridge learns to forecast: the target."""
+        return dataset.target
+
+    def fit(self, dataset: Dataset, indices: np.ndarray) -> "SharedRidge":
+        """Fit on the samples' windows. The smoothed feature is the rolling mean of the raw one,
         so the columns are collinear and the smallest alphas of the grid are ill-conditioned;
         scipy warns, and cross-validation passes over those alphas anyway: the warning is muted."""
-        rows = _per_asset_rows(features, train_indices, self.seq_len)
+        rows = _per_asset_rows(dataset, indices)
+        y = dataset.target_rows(indices, self.fitted_series(dataset)).reshape(-1)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", LinAlgWarning)
-            self.model.fit(rows, targets_for(target, train_indices, self.horizon).reshape(-1))
+            self.model.fit(rows, y)
         return self
 
-    def predict(self, features: np.ndarray, indices: np.ndarray) -> np.ndarray:
-        rows = _per_asset_rows(features, indices, self.seq_len)
-        return self.model.predict(rows).reshape(len(indices), features.shape[1])
+    def predict(self, dataset: Dataset, indices: np.ndarray) -> np.ndarray:
+        return self.model.predict(_per_asset_rows(dataset, indices)).reshape(len(indices), dataset.n_assets)
 
 
-def ceiling_pct(raw_pct: np.ndarray, train_indices: np.ndarray, indices: np.ndarray,
-                smooth_window: int) -> np.ndarray:
-    """The smoothed target with its already-observed days known exactly, tomorrow at its mean.
-
-    With horizon 1, tomorrow's w-day mean shares w-1 raw returns with the past; a model
-    that cannot foresee tomorrow's raw return cannot beat this by more than noise.
-    Returned in percent (the unscaled target's units).
-    """
-    indices = np.asarray(indices)
-    mean_tomorrow = raw_pct[np.asarray(train_indices)].mean(axis=0)
-    known = sum(raw_pct[indices - k] for k in range(1, smooth_window))
-    return (known + mean_tomorrow) / smooth_window
-
-
-def raw_feature(arrays: dict) -> np.ndarray | None:
+def raw_feature(dataset: Dataset) -> np.ndarray | None:
     """The scaled raw returns when they share the smoothed target's scale (`scale_by='asset'`)."""
-    names = [str(name) for name in arrays["feature_names"]]
-    if "raw" not in names or str(arrays.get("scale_by", "feature")) != "asset":
+    names = [str(name) for name in dataset.feature_names]
+    if "raw" not in names or dataset.scale_by != "asset":
         return None
-    return arrays["features"][..., names.index("raw")]
-
-
-def highway_target(arrays: dict, output: str) -> np.ndarray:
-    """What the linear path forecasts: the smoothed target, or for `decomposed` tomorrow's raw return."""
-    return raw_feature(arrays) if output == "decomposed" else arrays["target"]
+    return dataset.features[..., names.index("raw")]
 
 
 def known_part(raw: np.ndarray, indices: np.ndarray, smooth_window: int) -> np.ndarray:
@@ -104,15 +119,52 @@ class DecomposedRidge(SharedRidge):
     """The shared ridge forecasting tomorrow's raw return, plus the known part of the target:
     the same decomposition as the network's `output='decomposed'`, for a fair comparison."""
 
-    def __init__(self, seq_len: int, smooth_window: int, n_splits: int = 5):
-        super().__init__(seq_len, 1, n_splits)
-        self.smooth_window = smooth_window
+    def fitted_series(self, dataset: Dataset) -> np.ndarray:
+        return raw_feature(dataset)
 
-    def fit(self, features: np.ndarray, raw: np.ndarray, train_indices: np.ndarray) -> "DecomposedRidge":
-        super().fit(features, raw, train_indices)
-        self.raw = raw
+    def predict(self, dataset: Dataset, indices: np.ndarray) -> np.ndarray:
+        tomorrow = super().predict(dataset, indices)
+        window = dataset.smooth_window
+        return known_part(raw_feature(dataset), indices, window) + tomorrow / window
+
+
+class Ceiling:
+    """The smoothed target with its already-observed days known exactly, tomorrow at its mean.
+
+    With horizon 1, tomorrow's w-day mean shares w-1 raw returns with the past; a model that
+    cannot foresee tomorrow's raw return cannot beat this by more than noise.
+    """
+
+    def __init__(self, scalers: dict):
+        self.scaler = scaler_from_dict(scalers["target"])
+
+    def fit(self, dataset: Dataset, indices: np.ndarray) -> "Ceiling":
+        self.mean_tomorrow = dataset.raw_pct[np.asarray(indices)].mean(axis=0)
         return self
 
-    def predict(self, features: np.ndarray, indices: np.ndarray) -> np.ndarray:
-        tomorrow = super().predict(features, indices)
-        return known_part(self.raw, indices, self.smooth_window) + tomorrow / self.smooth_window
+    def predict(self, dataset: Dataset, indices: np.ndarray) -> np.ndarray:
+        indices, window = np.asarray(indices), dataset.smooth_window
+        known = sum(dataset.raw_pct[indices - k] for k in range(1, window))
+        return self.scaler.transform((known + self.mean_tomorrow) / window)
+
+
+def for_dataset(dataset: Dataset, scalers: dict) -> dict[str, Forecaster]:
+    """The baselines that make sense for the dataset's target, by name.
+
+    The smoothed target: persistence, window mean, training mean, ridge, and with smoothing (at
+    horizon 1) the decomposed ridge (when the raw feature shares the target's scale) and the
+    ceiling. A raw target: zero, the training mean, yesterday's return (persistence) and the
+    ridge; no ceiling (no part of tomorrow's return is known today) and no window mean (a
+    smoothed value, not a forecast of one day).
+    """
+    if dataset.target_of == "raw":
+        return {"zero": Zero(scalers), "persistence": Persistence(), "train_mean": TrainMean(),
+                "ridge": SharedRidge()}
+    chosen: dict[str, Forecaster] = {"persistence": Persistence(), "window_mean": WindowMean(),
+                                     "train_mean": TrainMean(), "ridge": SharedRidge()}
+    smoothing = dataset.smooth_window > 1 and dataset.horizon == 1
+    if smoothing and raw_feature(dataset) is not None:
+        chosen["ridge_decomposed"] = DecomposedRidge()
+    if smoothing:
+        chosen["ceiling"] = Ceiling(scalers)
+    return chosen

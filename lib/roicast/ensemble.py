@@ -35,6 +35,7 @@ from roicast import backends, evaluate, trading
 from roicast.artefacts import atomic_path, write_json
 from roicast.cluster import connect, local_workers, scheduler_address, workers_per_host
 from roicast.config import RunParams
+from roicast.dataset import Dataset
 from roicast.errors import RoicastError
 from roicast.member_process import train_in_child
 from roicast.preprocess import to_roi_pct
@@ -73,22 +74,22 @@ def bootstrap_indices(train_indices: np.ndarray, seed: int) -> np.ndarray:
     return np.sort(rng.choice(train_indices, size=len(train_indices), replace=True))
 
 
-def _as_member(model: keras.Model, arrays: dict, seed: int, variant: dict, info: dict) -> Member:
+def _as_member(model: keras.Model, dataset: Dataset, seed: int, variant: dict, info: dict) -> Member:
     return Member(seed, variant, info["best_val_loss"], info["epochs_run"], info["fit_seconds"],
-                  predict(model, arrays, arrays["test_idx"]), predict(model, arrays, arrays["val_idx"]))
+                  predict(model, dataset, dataset.test_idx), predict(model, dataset, dataset.val_idx))
 
 
-def train_member(arrays: dict, params: RunParams, seed: int, out_dir: Path,
+def train_member(dataset: Dataset, params: RunParams, seed: int, out_dir: Path,
                  variant: dict | None = None) -> Member:
     """Train one member, save it as `member_<seed>.keras` in `out_dir`, forecast val and test."""
     variant = variant or {}
-    train_idx = bootstrap_indices(arrays["train_idx"], seed) if params.bootstrap else None
+    train_idx = bootstrap_indices(dataset.train_idx, seed) if params.bootstrap else None
     with tempfile.TemporaryDirectory(dir=out_dir) as work:
-        result = train(arrays, params.with_variant(variant), Path(work), seed=seed,
+        result = train(dataset, params.with_variant(variant), Path(work), seed=seed,
                        train_indices=train_idx, verbose=0)
     with atomic_path(Path(out_dir) / f"member_{seed}.keras") as tmp:
         result.model.save(tmp)
-    return _as_member(result.model, arrays, seed, variant, result.info)
+    return _as_member(result.model, dataset, seed, variant, result.info)
 
 
 def _report(member: Member) -> None:
@@ -106,27 +107,27 @@ def _naming(seed: int, variant: dict) -> Iterator[None]:
                            f"{type(exc).__name__}: {exc}") from exc
 
 
-def train_here(arrays: dict, params: RunParams, seeds: list[int], variants: list[dict],
+def train_here(dataset: Dataset, params: RunParams, seeds: list[int], variants: list[dict],
                out_dir: Path) -> list[Member]:
     """One member per seed, one after another in this process (a GPU, a single core)."""
     trained = []
     for seed, variant in zip(seeds, variants, strict=True):
         with _naming(seed, variant):
-            trained.append(train_member(arrays, params, seed, out_dir, variant))
+            trained.append(train_member(dataset, params, seed, out_dir, variant))
         _report(trained[-1])
     return trained
 
 
-def train_on_cluster(client: Client, arrays: dict, params: RunParams, seeds: list[int],
+def train_on_cluster(client: Client, dataset: Dataset, params: RunParams, seeds: list[int],
                      variants: list[dict], out_dir: Path) -> list[Member]:
     """One member per seed as dask tasks, each in a process of its own (`member_process`),
     reported as each finishes, returned in seed order.
 
-    The arrays travel to the cluster once, not once per member; the first failure stops the
+    The dataset travel to the cluster once, not once per member; the first failure stops the
     ensemble (leaving the client's `with` block cancels the other tasks).
     """
     shares = workers_per_host(client)
-    [shared] = client.scatter([arrays])
+    [shared] = client.scatter([dataset])
     futures = {client.submit(train_in_child, shared, params, seed, variant, backends.name(), shares,
                              pure=False): (seed, variant)
                for seed, variant in zip(seeds, variants, strict=True)}
@@ -145,15 +146,15 @@ def train_on_cluster(client: Client, arrays: dict, params: RunParams, seeds: lis
     return [trained[seed] for seed in seeds]
 
 
-def train_seeds(arrays: dict, params: RunParams, seeds: list[int], out_dir: Path, workers: int,
+def train_seeds(dataset: Dataset, params: RunParams, seeds: list[int], out_dir: Path, workers: int,
                 variants: list[dict] | None = None, scheduler: str | None = None) -> list[Member]:
     """One member per seed (with its variant, if given), in seed order: on the cluster of
     `scheduler` if given, else on a LocalCluster of `workers` processes, or here when 0."""
     variants = variants or [{}] * len(seeds)
     if not seeds or not (scheduler or workers):
-        return train_here(arrays, params, seeds, variants, out_dir)
+        return train_here(dataset, params, seeds, variants, out_dir)
     with connect(scheduler, workers) as client:
-        return train_on_cluster(client, arrays, params, seeds, variants, out_dir)
+        return train_on_cluster(client, dataset, params, seeds, variants, out_dir)
 
 
 def _where(scheduler: str | None, workers: int) -> str:
@@ -162,7 +163,7 @@ def _where(scheduler: str | None, workers: int) -> str:
     return f"on a dask LocalCluster of {workers} worker processes" if workers else "in this process"
 
 
-def train_members(arrays: dict, params: RunParams, run_dir: Path, first_model: keras.Model,
+def train_members(dataset: Dataset, params: RunParams, run_dir: Path, first_model: keras.Model,
                   first_info: dict) -> tuple[list[Member], dict]:
     """03_train's model plus the members the run still lacks, saved in ensemble/.
 
@@ -177,8 +178,8 @@ def train_members(arrays: dict, params: RunParams, run_dir: Path, first_model: k
     workers = 0 if scheduler else local_workers(len(seeds))
     print(f"training {len(seeds)} member(s) {_where(scheduler, workers)}", flush=True)
     start = time.perf_counter()
-    trained = train_seeds(arrays, params, seeds, out, workers, variants, scheduler)
-    first = _as_member(first_model, arrays, params.seed, {}, first_info)
+    trained = train_seeds(dataset, params, seeds, out, workers, variants, scheduler)
+    first = _as_member(first_model, dataset, params.seed, {}, first_info)
     return [first, *trained], {"wall_seconds": time.perf_counter() - start, "workers": workers,
                                "scheduler": scheduler}
 
@@ -244,35 +245,36 @@ class EnsembleScores:
         return verdict(self.table, self.metric)
 
 
-def score_ensemble(arrays: dict, scalers: dict, members: list[Member], params: RunParams) -> EnsembleScores:
+def score_ensemble(dataset: Dataset, scalers: dict, members: list[Member],
+                   params: RunParams) -> EnsembleScores:
     """Score both combinations, every member and the baselines on the test windows.
 
     Regression: every metric in both spaces, the table in ROI percent, best R² first. Direction:
     the equal-weight ensemble and the members' probabilities against the majority class.
     """
-    combined, test_idx = combine(members), arrays["test_idx"]
+    combined, test_idx = combine(members), dataset.test_idx
     each = {f"member_{m.seed}": m.test for m in members}
     if params.task == "direction":
-        scores = evaluate.score_direction(arrays, {"ensemble": combined["equal"], **each}, test_idx,
+        scores = evaluate.score_direction(dataset, {"ensemble": combined["equal"], **each}, test_idx,
                                           params.direction_of)
         table = pd.DataFrame(scores).T.sort_values("accuracy", ascending=False)
         return EnsembleScores(table, "accuracy", {"classification": {"ensemble": scores["ensemble"]}},
                               DIRECTION_COLUMNS)
     forecasts = {"ensemble": combined["equal"], "ensemble_val_weighted": combined["val_weighted"], **each,
-                 **evaluate.baseline_forecasts(arrays, scalers, test_idx)}
-    metrics = evaluate.score(arrays, scalers, forecasts, test_idx)
+                 **evaluate.baseline_forecasts(dataset, scalers, test_idx)}
+    metrics = evaluate.score(dataset, scalers, forecasts, test_idx)
     section = {"metrics": {space: {"ensemble": metrics[space]["ensemble"]} for space in metrics}}
     return EnsembleScores(evaluate.metrics_table(metrics, "roi_pct"), "r2", section)
 
 
-def interval_coverage(arrays: dict, members: list[Member], params: RunParams) -> dict[str, float]:
+def interval_coverage(dataset: Dataset, members: list[Member], params: RunParams) -> dict[str, float]:
     """Test coverage of the members' spread and of the calibrated interval at `params.interval`,
     printed with their mean widths; {} for the direction task, whose probabilities have none."""
     if params.task == "direction":
         print("The direction task forecasts probabilities: there is no interval to check.")
         return {}
-    horizon, level = int(arrays["horizon"]), params.interval
-    actual = {period: arrays["target"][arrays[f"{period}_idx"] + horizon - 1] for period in ("val", "test")}
+    level = params.interval
+    actual = {period: dataset.target_rows(dataset.indices(period)) for period in ("val", "test")}
     intervals = {"members' spread": spread_interval(members, level),
                  "calibrated on validation": calibrated_interval(members, actual["val"], level)}
     coverages = {}
@@ -283,14 +285,15 @@ def interval_coverage(arrays: dict, members: list[Member], params: RunParams) ->
     return coverages
 
 
-def backtest(arrays: dict, scalers: dict, members: list[Member], params: RunParams) -> pd.DataFrame:
+def backtest(dataset: Dataset, scalers: dict, members: list[Member], params: RunParams) -> pd.DataFrame:
     """`trading.long_short_backtest` of the equal-weight ensemble on the test period: ranked by its
     forecast ROI, or by its probability of an up day for the direction task."""
     combined = combine(members)["equal"]
     signal = to_roi_pct(combined, scalers) if params.task == "regression" else combined - 0.5
-    rows = arrays["test_idx"] + int(arrays["horizon"]) - 1
-    return trading.long_short_backtest(signal, arrays["returns_pct"][rows], arrays["dates"][rows],
-                                       arrays["assets"], params.trading_cost_bps)
+    test = dataset.test_idx
+    return trading.long_short_backtest(signal, dataset.target_rows(test, "returns_pct"),
+                                       dataset.target_rows(test, "dates"), dataset.assets,
+                                       params.trading_cost_bps)
 
 
 def record(path: Path, members: list[Member], scores: EnsembleScores, seconds: float,

@@ -18,19 +18,20 @@ from matplotlib.figure import Figure
 from roicast import baselines, plots
 from roicast.artefacts import write_json, write_parquet
 from roicast.config import RunParams
+from roicast.dataset import Dataset
+from roicast.forecaster import fit_predict
 from roicast.metrics import (
     classification_metrics,
     headroom_share,
     regression_metrics,
     skill_score,
 )
-from roicast.preprocess import direction_labels, scaler_from_dict, target_of, to_roi_pct
+from roicast.preprocess import direction_labels, to_roi_pct
 from roicast.significance import (
     binomial_direction_test,
     diebold_mariano,
     information_coefficient,
 )
-from roicast.windows import targets_for
 
 SPACES = ("scaled", "roi_pct")
 
@@ -44,53 +45,17 @@ def direction_accuracy(predicted: np.ndarray, actual: np.ndarray) -> float:
     return float(np.mean(np.sign(predicted) == np.sign(np.asarray(actual))))
 
 
-def baseline_forecasts(arrays: dict, scalers: dict, indices: np.ndarray) -> dict[str, np.ndarray]:
-    """Scaled forecasts of every baseline that fits the dataset's target, for `indices`.
-
-    The smoothed target: persistence, window mean, training mean, ridge, and with smoothing the
-    decomposed ridge and the ceiling. A raw target: see `raw_target_baselines`.
-    """
-    if target_of(arrays) == "raw":
-        return raw_target_baselines(arrays, scalers, indices)
-    target, train_idx = arrays["target"], arrays["train_idx"]
-    seq_len, horizon = int(arrays["seq_len"]), int(arrays["horizon"])
-    ridge = baselines.SharedRidge(seq_len, horizon).fit(arrays["features"], target, train_idx)
-    forecasts = {
-        "persistence": baselines.persistence(target, indices),
-        "window_mean": baselines.window_mean(target, indices, seq_len),
-        "train_mean": baselines.train_mean(target, train_idx, indices, horizon),
-        "ridge": ridge.predict(arrays["features"], indices),
-    }
-    smooth_window = int(arrays["smooth_window"])
-    raw = baselines.raw_feature(arrays)
-    if raw is not None and smooth_window > 1 and horizon == 1:
-        decomposed = baselines.DecomposedRidge(seq_len, smooth_window).fit(arrays["features"], raw, train_idx)
-        forecasts["ridge_decomposed"] = decomposed.predict(arrays["features"], indices)
-    if smooth_window > 1 and horizon == 1:
-        ceiling = baselines.ceiling_pct(arrays["raw_pct"], train_idx, indices, smooth_window)
-        forecasts["ceiling"] = scaler_from_dict(scalers["target"]).transform(ceiling)
-    return forecasts
+def baseline_forecasts(dataset: Dataset, scalers: dict, indices: np.ndarray) -> dict[str, np.ndarray]:
+    """Scaled forecasts for `indices` of every baseline that fits the dataset's target
+    (`baselines.for_dataset`), each fitted on the training samples."""
+    return fit_predict(baselines.for_dataset(dataset, scalers), dataset, dataset.train_idx, indices)
 
 
-def raw_target_baselines(arrays: dict, scalers: dict, indices: np.ndarray) -> dict[str, np.ndarray]:
-    """Scaled forecasts of tomorrow's return: zero, the training mean, yesterday's return
-    (persistence) and the shared ridge. No ceiling: no part of tomorrow's return is known today,
-    and a window mean is a smoothed value, not a forecast of one day."""
-    target, train_idx = arrays["target"], arrays["train_idx"]
-    seq_len, horizon = int(arrays["seq_len"]), int(arrays["horizon"])
-    ridge = baselines.SharedRidge(seq_len, horizon).fit(arrays["features"], target, train_idx)
-    zero = np.zeros((len(indices), target.shape[1]))
-    return {"zero": scaler_from_dict(scalers["target"]).transform(zero),
-            "persistence": baselines.persistence(target, indices),
-            "train_mean": baselines.train_mean(target, train_idx, indices, horizon),
-            "ridge": ridge.predict(arrays["features"], indices)}
-
-
-def error_overlap(arrays: dict) -> int:
+def error_overlap(dataset: Dataset) -> int:
     """Days two neighbouring forecast errors share: the smoothing window's overlap plus the horizon's
     for the smoothed target, the horizon's alone for a raw one (the Diebold–Mariano lag)."""
-    horizon = int(arrays["horizon"])
-    return horizon if target_of(arrays) == "raw" else int(arrays["smooth_window"]) + horizon - 1
+    horizon = dataset.horizon
+    return horizon if dataset.target_of == "raw" else dataset.smooth_window + horizon - 1
 
 
 def in_both_spaces(forecasts: dict[str, np.ndarray], scalers: dict) -> dict[str, dict]:
@@ -98,16 +63,14 @@ def in_both_spaces(forecasts: dict[str, np.ndarray], scalers: dict) -> dict[str,
             "roi_pct": {name: to_roi_pct(values, scalers) for name, values in forecasts.items()}}
 
 
-def score(arrays: dict, scalers: dict, forecasts: dict[str, np.ndarray],
+def score(dataset: Dataset, scalers: dict, forecasts: dict[str, np.ndarray],
           indices: np.ndarray) -> dict[str, dict[str, dict]]:
     """metrics[space][predictor] = mae, rmse, r2, direction_acc (+ skill and headroom).
 
     direction_acc is the share of days × assets where the forecast's ROI has the sign of
     the actual target's ROI (smoothed or raw); it is the same in both spaces.
     """
-    horizon = int(arrays["horizon"])
-    actual = {"scaled": targets_for(arrays["target"], indices, horizon)}
-    actual["roi_pct"] = targets_for(arrays["target_pct"], indices, horizon)
+    actual = {"scaled": dataset.target_rows(indices), "roi_pct": dataset.target_rows(indices, "target_pct")}
     spaces = in_both_spaces(forecasts, scalers)
     result: dict[str, dict[str, dict]] = {}
     for space in SPACES:
@@ -124,16 +87,15 @@ def score(arrays: dict, scalers: dict, forecasts: dict[str, np.ndarray],
     return result
 
 
-def significance(arrays: dict, scalers: dict, forecasts: dict[str, np.ndarray],
+def significance(dataset: Dataset, scalers: dict, forecasts: dict[str, np.ndarray],
                  indices: np.ndarray, model: str = "hybrid") -> dict:
     """Diebold–Mariano tests of `model` against persistence and ridge, and its information coefficient."""
-    horizon = int(arrays["horizon"])
-    actual = targets_for(arrays["target_pct"], indices, horizon)
+    actual = dataset.target_rows(indices, "target_pct")
     roi = in_both_spaces(forecasts, scalers)["roi_pct"]
-    lag = error_overlap(arrays)
+    lag = error_overlap(dataset)
     tests = {f"dm_vs_{other}": diebold_mariano(roi[model] - actual, roi[other] - actual, horizon=lag)
              for other in ("persistence", "ridge") if other in roi and other != model}
-    next_return = arrays["returns_pct"][np.asarray(indices) + horizon - 1]
+    next_return = dataset.target_rows(indices, "returns_pct")
     ic = {name: information_coefficient(values, next_return) for name, values in roi.items()}
     tests["information_coefficient"] = {name: {k: v for k, v in values.items() if k != "daily"}
                                         for name, values in ic.items()}
@@ -159,7 +121,7 @@ def tomorrow_scores(actual: np.ndarray, forecast: np.ndarray, mean: np.ndarray,
         "dm_vs_train_mean": diebold_mariano(forecast - actual, mean - actual)}
 
 
-def unknown_part(arrays: dict, scalers: dict, forecasts: dict[str, np.ndarray],
+def unknown_part(dataset: Dataset, scalers: dict, forecasts: dict[str, np.ndarray],
                  indices: np.ndarray) -> dict[str, dict]:
     """How well each forecast predicts tomorrow's own return, the only part not yet known.
 
@@ -167,18 +129,17 @@ def unknown_part(arrays: dict, scalers: dict, forecasts: dict[str, np.ndarray],
     percent; for a raw target, the forecast itself (all of it is unknown). Scored per predictor by
     `tomorrow_scores`, the training mean being the reference.
     """
-    window, horizon = int(arrays["smooth_window"]), int(arrays["horizon"])
-    raw_target = target_of(arrays) == "raw"
+    window, horizon = dataset.smooth_window, dataset.horizon
+    raw_target = dataset.target_of == "raw"
     if not raw_target and (window < 2 or horizon != 1):
         return {}
     indices = np.asarray(indices)
-    raw = arrays["raw_pct"]
-    rows, train_rows = indices + horizon - 1, np.asarray(arrays["train_idx"]) + horizon - 1
+    raw = dataset.raw_pct
     known = 0 if raw_target else sum(raw[indices - k] for k in range(1, window))
     scale = 1 if raw_target else window
-    actual = raw[rows]
-    mean = raw[train_rows].mean(axis=0)
-    majority = (raw[train_rows] > 0).mean(axis=0) >= 0.5
+    actual, train = dataset.target_rows(indices, raw), dataset.target_rows(dataset.train_idx, raw)
+    mean = train.mean(axis=0)
+    majority = (train > 0).mean(axis=0) >= 0.5
     majority_share = float(np.mean((actual > 0) == majority))
     reference = ("train_mean",) if raw_target else ("ceiling", "train_mean", "window_mean")
     return {name: tomorrow_scores(actual, scale * values - known, mean, majority_share)
@@ -211,20 +172,17 @@ def unknown_part_verdict(tests: dict, model: str = "hybrid", target: str = "smoo
                "No evidence of skill on the unknown part: its value comes from the days already known."))
 
 
-def predictions_frame(arrays: dict, scalers: dict, forecasts: dict[str, np.ndarray],
+def predictions_frame(dataset: Dataset, scalers: dict, forecasts: dict[str, np.ndarray],
                       indices: np.ndarray) -> pd.DataFrame:
     """Long table: date, asset, actual and every predictor, scaled and in ROI percent."""
-    horizon = int(arrays["horizon"])
-    rows = np.asarray(indices) + horizon - 1
-    dates, assets = arrays["dates"][rows], arrays["assets"]
-    spaces = in_both_spaces({"actual": targets_for(arrays["target"], indices, horizon), **forecasts},
-                            scalers)
+    dates, assets = dataset.target_rows(indices, "dates"), dataset.assets
+    spaces = in_both_spaces({"actual": dataset.target_rows(indices), **forecasts}, scalers)
     columns = {}
     for name in spaces["scaled"]:
         columns[name] = spaces["scaled"][name].reshape(-1)
         columns[f"{name}_roi_pct"] = spaces["roi_pct"][name].reshape(-1)
     frame = pd.DataFrame(columns)
-    frame.insert(0, "asset", np.tile(assets, len(rows)))
+    frame.insert(0, "asset", np.tile(assets, len(dates)))
     frame.insert(0, "date", pd.to_datetime(np.repeat(dates, len(assets))))
     return frame
 
@@ -247,36 +205,35 @@ def metrics_table(metrics: dict, space: str) -> pd.DataFrame:
     return pd.DataFrame(metrics[space]).T.sort_values("r2", ascending=False)
 
 
-def data_summary(arrays: dict, collect_info: dict) -> dict:
+def data_summary(dataset: Dataset, collect_info: dict) -> dict:
     """The `data` part of metrics.json."""
-    horizon = int(arrays["horizon"])
-    first = arrays["dates"][arrays["train_idx"][0] + horizon - 1]
-    last = arrays["dates"][arrays["test_idx"][-1] + horizon - 1]
-    return {"source": collect_info.get("source"), "assets": arrays["assets"].tolist(),
-            "start": str(first), "end": str(last), "n_train": len(arrays["train_idx"]),
-            "n_val": len(arrays["val_idx"]), "n_test": len(arrays["test_idx"])}
+    first = dataset.target_rows(dataset.train_idx[:1], "dates")[0]
+    last = dataset.target_rows(dataset.test_idx[-1:], "dates")[0]
+    return {"source": collect_info.get("source"), "assets": dataset.assets.tolist(),
+            "start": str(first), "end": str(last), "n_train": len(dataset.train_idx),
+            "n_val": len(dataset.val_idx), "n_test": len(dataset.test_idx)}
 
 
-def _direction_forecasts(arrays: dict, probabilities: dict[str, np.ndarray], indices: np.ndarray,
+def _direction_forecasts(dataset: Dataset, probabilities: dict[str, np.ndarray], indices: np.ndarray,
                          direction_of: str) -> tuple[np.ndarray, dict[str, np.ndarray], float]:
     """Test labels, the forecasts with the majority class added, and the majority's hit rate.
 
     The majority class is each asset's more frequent direction in the training period.
     """
-    labels = direction_labels(arrays, indices, direction_of)
-    train_labels = direction_labels(arrays, arrays["train_idx"], direction_of)
+    labels = direction_labels(dataset, indices, direction_of)
+    train_labels = direction_labels(dataset, dataset.train_idx, direction_of)
     majority = (train_labels.mean(axis=0) >= 0.5).astype(float)
     forecasts = {**probabilities, "majority": np.broadcast_to(majority, labels.shape)}
     return labels, forecasts, float(np.mean(labels == majority))
 
 
-def score_direction(arrays: dict, probabilities: dict[str, np.ndarray], indices: np.ndarray,
+def score_direction(dataset: Dataset, probabilities: dict[str, np.ndarray], indices: np.ndarray,
                     direction_of: str) -> dict[str, dict]:
     """Accuracy, precision, recall, ROC AUC of each up/down forecaster, beside the majority class.
 
     A binomial test asks whether a forecaster's accuracy beats the majority class's.
     """
-    labels, forecasts, majority_share = _direction_forecasts(arrays, probabilities, indices,
+    labels, forecasts, majority_share = _direction_forecasts(dataset, probabilities, indices,
                                                              direction_of)
     result = {}
     for name, probs in forecasts.items():
@@ -287,27 +244,26 @@ def score_direction(arrays: dict, probabilities: dict[str, np.ndarray], indices:
     return result
 
 
-def direction_per_asset(arrays: dict, probabilities: dict[str, np.ndarray], indices: np.ndarray,
+def direction_per_asset(dataset: Dataset, probabilities: dict[str, np.ndarray], indices: np.ndarray,
                         direction_of: str) -> pd.DataFrame:
     """Accuracy, precision, recall and ROC AUC per asset and forecaster (majority class included)."""
-    labels, forecasts, _ = _direction_forecasts(arrays, probabilities, indices, direction_of)
+    labels, forecasts, _ = _direction_forecasts(dataset, probabilities, indices, direction_of)
     records = [{"asset": asset, "predictor": name, "space": "classification",
                 **classification_metrics(labels[:, k], probs[:, k])}
-               for name, probs in forecasts.items() for k, asset in enumerate(arrays["assets"])]
+               for name, probs in forecasts.items() for k, asset in enumerate(dataset.assets)]
     return pd.DataFrame.from_records(records)
 
 
-def direction_frame(arrays: dict, probabilities: dict[str, np.ndarray], indices: np.ndarray,
+def direction_frame(dataset: Dataset, probabilities: dict[str, np.ndarray], indices: np.ndarray,
                     direction_of: str) -> pd.DataFrame:
     """Long table of the direction task: date, asset, the actual label (1: up) and each
     forecaster's probability of an up day, the majority class included."""
-    labels, forecasts, _ = _direction_forecasts(arrays, probabilities, indices, direction_of)
-    rows = np.asarray(indices) + int(arrays["horizon"]) - 1
-    assets = arrays["assets"]
+    labels, forecasts, _ = _direction_forecasts(dataset, probabilities, indices, direction_of)
+    dates, assets = dataset.target_rows(indices, "dates"), dataset.assets
     frame = pd.DataFrame({"actual": labels.reshape(-1),
                           **{name: np.asarray(values).reshape(-1) for name, values in forecasts.items()}})
-    frame.insert(0, "asset", np.tile(assets, len(rows)))
-    frame.insert(0, "date", pd.to_datetime(np.repeat(arrays["dates"][rows], len(assets))))
+    frame.insert(0, "asset", np.tile(assets, len(dates)))
+    frame.insert(0, "date", pd.to_datetime(np.repeat(dates, len(assets))))
     return frame
 
 
@@ -410,7 +366,7 @@ class Evaluation:
         write_json(Path(run_dir) / "evaluation.json", self.record(**parts))
 
 
-def score_models(arrays: dict, scalers: dict, model_output: np.ndarray, params: RunParams,
+def score_models(dataset: Dataset, scalers: dict, model_output: np.ndarray, params: RunParams,
                  indices: np.ndarray) -> Evaluation:
     """The network's output and the baselines that fit the run's task and target, scored on `indices`.
 
@@ -422,18 +378,18 @@ def score_models(arrays: dict, scalers: dict, model_output: np.ndarray, params: 
         probabilities = {"hybrid": model_output}
         return Evaluation(
             task=params.task, target=params.target, forecasts={}, metrics={},
-            frame=direction_frame(arrays, probabilities, indices, params.direction_of),
-            per_asset=direction_per_asset(arrays, probabilities, indices, params.direction_of),
-            classification=score_direction(arrays, probabilities, indices, params.direction_of))
-    forecasts = {"hybrid": model_output, **baseline_forecasts(arrays, scalers, indices)}
-    frame = predictions_frame(arrays, scalers, forecasts, indices)
+            frame=direction_frame(dataset, probabilities, indices, params.direction_of),
+            per_asset=direction_per_asset(dataset, probabilities, indices, params.direction_of),
+            classification=score_direction(dataset, probabilities, indices, params.direction_of))
+    forecasts = {"hybrid": model_output, **baseline_forecasts(dataset, scalers, indices)}
+    frame = predictions_frame(dataset, scalers, forecasts, indices)
     predictors = [name for name in forecasts if name != "ceiling"]
     return Evaluation(
         task=params.task, target=params.target, forecasts=forecasts,
-        metrics=score(arrays, scalers, forecasts, indices), frame=frame,
+        metrics=score(dataset, scalers, forecasts, indices), frame=frame,
         per_asset=pd.concat([per_asset_table(frame, predictors, space) for space in SPACES]),
-        significance=significance(arrays, scalers, forecasts, indices),
-        unknown_part=unknown_part(arrays, scalers, forecasts, indices))
+        significance=significance(dataset, scalers, forecasts, indices),
+        unknown_part=unknown_part(dataset, scalers, forecasts, indices))
 
 
 def multi_step_off(params: RunParams) -> str | None:
@@ -445,7 +401,7 @@ def multi_step_off(params: RunParams) -> str | None:
     return None
 
 
-def multi_step(model, arrays: dict, scalers: dict, params: RunParams, indices: np.ndarray,
+def multi_step(model, dataset: Dataset, scalers: dict, params: RunParams, indices: np.ndarray,
                work_root: Path) -> pd.DataFrame | None:
     """Recursive, direct and baseline errors by horizon (`multistep.compare`), or None, saying why,
     when the run has no multi-step comparison.
@@ -458,7 +414,7 @@ def multi_step(model, arrays: dict, scalers: dict, params: RunParams, indices: n
     if reason:
         print(reason)
         return None
-    return multistep.compare(model, arrays, scalers, params, indices, work_root)
+    return multistep.compare(model, dataset, scalers, params, indices, work_root)
 
 
 def multi_step_table(errors: pd.DataFrame | None) -> pd.DataFrame | None:

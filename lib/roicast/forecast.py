@@ -25,11 +25,23 @@ import keras
 import numpy as np
 import pandas as pd
 
-from roicast import artefacts, baselines, collect, models, multistep, paths, preprocess, store, training
+from roicast import (
+    artefacts,
+    baselines,
+    collect,
+    forecast_table,
+    models,
+    multistep,
+    paths,
+    plots,
+    preprocess,
+    store,
+    training,
+)
 from roicast.config import RunParams, validate_params
+from roicast.dataset import Dataset
 from roicast.errors import DataError, ParameterError, RoicastWarning
 from roicast.preprocess import to_roi_pct
-from roicast.windows import make_windows
 
 FORECASTS = "forecasts"
 SECTION = "forecast.json"  # 06's section of metrics.json: the latest forecast's summary
@@ -51,10 +63,9 @@ class Ensemble:
 class RidgeOnWindows:
     """The shared ridge baseline, fitted on the run's training windows, called like a Keras model."""
 
-    def __init__(self, dataset: dict):
-        self.n_features = dataset["features"].shape[2]
-        self.ridge = baselines.SharedRidge(int(dataset["seq_len"]), int(dataset["horizon"]))
-        self.ridge.fit(dataset["features"], dataset["target"], dataset["train_idx"])
+    def __init__(self, dataset: Dataset):
+        self.n_features = dataset.features.shape[2]
+        self.ridge = baselines.SharedRidge().fit(dataset, dataset.train_idx)
 
     def predict_on_batch(self, windows: np.ndarray) -> np.ndarray:
         n, steps, width = windows.shape
@@ -81,7 +92,7 @@ class TrainedRun:
     run_id: str
     params: RunParams
     scalers: dict
-    dataset: dict
+    dataset: Dataset
     predictors: dict  # name -> an object with Keras's `predict_on_batch(windows)`
     interval_from: dict = field(default_factory=dict)  # name -> the predictor whose validation
     # errors give its interval, for one with no held-out errors of its own (the refit); else itself
@@ -101,7 +112,7 @@ def run_params(run_id: str) -> RunParams:
 def load_run(run_id: str, params: RunParams) -> TrainedRun:
     """The network, the ensemble (when 05 ran), the ridge and persistence of a finished run."""
     run_dir = paths.run_dir(run_id)
-    dataset = artefacts.read_npz(run_dir / "dataset.npz")
+    dataset = Dataset.load(run_dir / "dataset.npz")
     network = models.load_model(run_dir / "model.keras")
     predictors: dict = {"hybrid": network}
     if params.task == "regression":
@@ -174,26 +185,27 @@ def conformal_half_widths(predictor, run: TrainedRun, steps: int) -> np.ndarray:
     """Per step ahead and asset, the `interval` quantile of the predictor's absolute validation
     errors in ROI %, for forecasts made the same way (recursively) from validation days."""
     dataset = run.dataset
-    origins = multistep.origins(dataset["val_idx"], steps)
+    origins = multistep.origins(dataset.val_idx, steps)
     scaled = multistep.recursive_forecast(predictor, dataset, run.scalers, origins, steps)
-    errors = [np.abs(to_roi_pct(scaled[h], run.scalers) - dataset["target_pct"][origins + h])
+    errors = [np.abs(to_roi_pct(scaled[h], run.scalers)
+                     - dataset.replace(horizon=h + 1).target_rows(origins, "target_pct"))
               for h in range(steps)]
     return np.stack([np.quantile(e, run.params.interval, axis=0) for e in errors])
 
 
-def forecast_frame(run: TrainedRun, arrays: dict, days: int, dates: list[pd.Timestamp]) -> pd.DataFrame:
+def forecast_frame(run: TrainedRun, latest: Dataset, days: int, dates: list[pd.Timestamp]) -> pd.DataFrame:
     """The long table of every model's forecast for each step and asset, with its interval.
 
     `known_roi_pct` is the part of the smoothed target already observed on asof (four of the
     five days of a 5-day mean at step 1), `implied_return_pct` the day's own return the forecast
     implies. With `target: raw` nothing of the target is known and the forecast is that return.
     """
-    origin = np.array([len(arrays["features"])])
+    origin = np.array([len(latest.features)])
     window = 1 if run.params.target == "raw" else run.params.smooth_window
-    raw = arrays["raw_pct"]
+    raw = latest.raw_pct
     records = []
     for name, predictor in run.predictors.items():
-        scaled = multistep.recursive_forecast(predictor, arrays, run.scalers, origin, days)[:, 0]
+        scaled = multistep.recursive_forecast(predictor, latest, run.scalers, origin, days)[:, 0]
         roi = to_roi_pct(scaled, run.scalers)
         half = conformal_half_widths(run.predictors[run.interval_from.get(name, name)], run, days)
         implied = np.empty_like(roi)
@@ -215,23 +227,22 @@ def forecast_frame(run: TrainedRun, arrays: dict, days: int, dates: list[pd.Time
     return pd.DataFrame.from_records(records, columns=COLUMNS)
 
 
-def direction_frame(run: TrainedRun, arrays: dict, dates: list[pd.Timestamp]) -> pd.DataFrame:
+def direction_frame(run: TrainedRun, latest: Dataset, dates: list[pd.Timestamp]) -> pd.DataFrame:
     """For a direction run: each network's probability of an up day tomorrow, per asset."""
-    windows = make_windows(arrays["features"], np.array([len(arrays["features"])]),
-                                     run.params.seq_len)
-    flat = np.asarray(windows).reshape(1, run.params.seq_len, -1)
+    windows = latest.windows(np.array([len(latest.features)]))
+    flat = np.asarray(windows).reshape(1, latest.seq_len, -1)
     return pd.concat([pd.DataFrame({"date": dates[0], "asset": run.scalers["assets"], "step": 1,
                                     "model": name, "method": "one-step",
                                     "probability_up": predictor.predict_on_batch(flat)[0]})
                       for name, predictor in run.predictors.items()], ignore_index=True)
 
 
-def windows_until(dataset: dict, day: pd.Timestamp) -> np.ndarray:
+def windows_until(dataset: Dataset, day: pd.Timestamp) -> np.ndarray:
     """The training, validation and test windows of dataset.npz whose target date is on or before
     `day`: what a refit as of `day` trains on. Days after the dataset's last are in no window of
     it (the new prices' windows would need 02 re-run), so a refit stops there."""
-    indices = np.concatenate([dataset["train_idx"], dataset["val_idx"], dataset["test_idx"]])
-    target_dates = dataset["dates"][indices + int(dataset["horizon"]) - 1]
+    indices = np.concatenate([dataset.train_idx, dataset.val_idx, dataset.test_idx])
+    target_dates = dataset.target_rows(indices, "dates")
     return indices[target_dates <= np.datetime64(day.date())]
 
 
@@ -247,7 +258,7 @@ def refit_network(run: TrainedRun, day: pd.Timestamp, work_dir: Path | None) -> 
     with tempfile.TemporaryDirectory() as scratch:
         result = training.refit(run.dataset, run.params, indices, epochs, Path(work_dir or scratch),
                                 trained.get("learning_rates"))
-    last = pd.Timestamp(run.dataset["dates"][-1])
+    last = pd.Timestamp(run.dataset.dates[-1])
     note = (f"hybrid_refit: refitted on every window up to asof for {epochs} epochs; it has no test "
             f"score of its own. Its {len(indices)} windows are the run's training, validation and "
             f"test windows with a target on or before {min(day, last):%Y-%m-%d} (the run's dataset "
@@ -291,13 +302,13 @@ def make_forecast(run_id: str, params: RunParams, prices: pd.DataFrame | None = 
         run.predictors = {"hybrid_refit": refitted, **run.predictors}
         run.interval_from["hybrid_refit"] = "hybrid"
         notes.append(note)
-    arrays = preprocess.series_until(history, params, run.scalers)
+    latest = preprocess.series_until(history, params, run.scalers)
     if params.task == "direction":
-        frame = direction_frame(run, arrays, dates)
+        frame = direction_frame(run, latest, dates)
     else:
-        frame = forecast_frame(run, arrays, days, dates)
-    recent = pd.DataFrame(arrays["target_pct"][-RECENT_DAYS:], columns=run.scalers["assets"],
-                          index=pd.to_datetime(arrays["dates"][-RECENT_DAYS:]))
+        frame = forecast_frame(run, latest, days, dates)
+    recent = pd.DataFrame(latest.target_pct[-RECENT_DAYS:], columns=run.scalers["assets"],
+                          index=pd.to_datetime(latest.dates[-RECENT_DAYS:]))
     info = {"asof": f"{day:%Y-%m-%d}", "requested_asof": asof,
             "newest_price": f"{prices.index.max():%Y-%m-%d}",
             "staleness_business_days": stale, "stale": stale > params.max_staleness_days,
@@ -305,6 +316,15 @@ def make_forecast(run_id: str, params: RunParams, prices: pd.DataFrame | None = 
             "method": "step 1 one-step, later steps recursive (each forecast fed back as input)",
             "task": params.task, "refit": params.refit, "notes": notes}
     return Forecast(frame, info, recent, refitted)
+
+
+def plot_fan(result: Forecast, params: RunParams):
+    """The fan chart of the headline model's forecast (None for the direction task, whose
+    probabilities have no interval to draw)."""
+    if params.task != "regression":
+        return None
+    model = forecast_table.headline_model(result.frame)
+    return plots.plot_forecast_fan(result.recent, result.frame, model)
 
 
 def save(run_dir: Path, result: Forecast, figure=None) -> Path:

@@ -18,6 +18,7 @@ import tempfile
 from pathlib import Path
 
 from roicast.config import RunParams
+from roicast.dataset import Dataset
 from roicast.errors import RoicastError
 
 CHILD = "from roicast.member_process import child_main; child_main()"
@@ -57,11 +58,11 @@ def run_in_child(target: str, args: tuple, kwargs: dict, backend: str,
         return outcome.read_bytes(), files
 
 
-def train_in_child(arrays: dict, params: RunParams, seed: int, variant: dict, backend: str,
+def train_in_child(dataset: Dataset, params: RunParams, seed: int, variant: dict, backend: str,
                    workers_per_host: dict[str, int]) -> tuple[bytes, bytes | None]:
     """Train one ensemble member in a child process; return its pickled outcome (the Member, or
     the exception it raised) and the bytes of its saved model (None when it failed)."""
-    outcome, files = run_in_child(MEMBER, (arrays, params, seed), {"variant": variant}, backend,
+    outcome, files = run_in_child(MEMBER, (dataset, params, seed), {"variant": variant}, backend,
                                   workers_per_host)
     return outcome, files.get(f"member_{seed}.keras")
 

@@ -21,9 +21,10 @@ import pandas as pd
 
 from roicast import baselines, training
 from roicast.config import RunParams
+from roicast.dataset import Dataset
+from roicast.forecaster import fit_predict
 from roicast.metrics import regression_metrics
-from roicast.preprocess import scaler_from_dict, target_of, to_roi_pct
-from roicast.windows import make_windows, targets_for
+from roicast.preprocess import scaler_from_dict, to_roi_pct
 
 
 def origins(indices: np.ndarray, steps: int) -> np.ndarray:
@@ -31,15 +32,14 @@ def origins(indices: np.ndarray, steps: int) -> np.ndarray:
     return np.asarray(indices)[: len(indices) - (steps - 1)]
 
 
-def for_horizon(arrays: dict, horizon: int) -> dict:
-    """dataset arrays for training on the target `horizon` days ahead, periods kept apart."""
+def for_horizon(dataset: Dataset, horizon: int) -> Dataset:
+    """The dataset for training on the target `horizon` days ahead, periods kept apart."""
     trim = horizon - 1
-    return {**arrays, "horizon": np.array(horizon),
-            "train_idx": arrays["train_idx"][: len(arrays["train_idx"]) - trim],
-            "val_idx": arrays["val_idx"][: len(arrays["val_idx"]) - trim]}
+    return dataset.replace(horizon=horizon, train_idx=dataset.train_idx[: len(dataset.train_idx) - trim],
+                           val_idx=dataset.val_idx[: len(dataset.val_idx) - trim])
 
 
-def recursive_forecast(model, arrays: dict, scalers: dict, indices: np.ndarray,
+def recursive_forecast(model, dataset: Dataset, scalers: dict, indices: np.ndarray,
                        steps: int) -> np.ndarray:
     """Scaled forecasts shaped (steps, len(indices), assets), each step fed back as input.
 
@@ -47,13 +47,13 @@ def recursive_forecast(model, arrays: dict, scalers: dict, indices: np.ndarray,
     origins, traced once per shape; Keras's `predict` retraces for every new batch size, which
     cost more than the forecasts themselves in 06.
     """
-    seq_len, window = int(arrays["seq_len"]), int(arrays["smooth_window"])
-    raw_target = target_of(arrays) == "raw"
-    names = [str(name) for name in arrays["feature_names"]]
-    windows = np.array(make_windows(arrays["features"], indices, seq_len))
+    seq_len, window = dataset.seq_len, dataset.smooth_window
+    raw_target = dataset.target_of == "raw"
+    names = [str(name) for name in dataset.feature_names]
+    windows = np.array(dataset.windows(indices))
     feature_scalers = {name: scaler_from_dict(scalers["features"][name]) for name in names}
     rows = np.asarray(indices)[:, None] + np.arange(-(window - 1), 0)
-    known_raw = arrays["raw_pct"][rows]  # (n, window - 1, assets): the returns inside the mean
+    known_raw = dataset.raw_pct[rows]  # (n, window - 1, assets): the returns inside the mean
     n, _, n_assets, n_features = windows.shape
     forecasts = []
     for _ in range(steps):
@@ -75,43 +75,40 @@ def recursive_forecast(model, arrays: dict, scalers: dict, indices: np.ndarray,
     return np.stack(forecasts)
 
 
-def direct_forecasts(first_model, arrays: dict, params: RunParams, indices: np.ndarray,
+def direct_forecasts(first_model, dataset: Dataset, params: RunParams, indices: np.ndarray,
                      steps: int, work_root: Path, verbose: int = 2) -> np.ndarray:
     """Scaled forecasts shaped (steps, len(indices), assets), one network per horizon.
 
     Horizon 1 is the chain's model; each further horizon trains its own.
     """
-    forecasts = [training.predict(first_model, arrays, indices)]
+    forecasts = [training.predict(first_model, dataset, indices)]
     for horizon in range(2, steps + 1):
         print(f"direct model for horizon {horizon}", flush=True)
+        shifted = for_horizon(dataset, horizon)
         with tempfile.TemporaryDirectory(dir=work_root) as work:
-            result = training.train(for_horizon(arrays, horizon), params, Path(work), verbose=verbose)
-            forecasts.append(training.predict(result.model, arrays, indices))
+            network = training.Network(params, Path(work), verbose=verbose).fit(shifted, shifted.train_idx)
+            forecasts.append(network.predict(dataset, indices))
     return np.stack(forecasts)
 
 
-def baseline_forecasts(arrays: dict, indices: np.ndarray, steps: int) -> dict[str, np.ndarray]:
+def baseline_forecasts(dataset: Dataset, indices: np.ndarray, steps: int) -> dict[str, np.ndarray]:
     """Persistence, training mean and a ridge per horizon, each shaped (steps, n, assets)."""
-    target, seq_len = arrays["target"], int(arrays["seq_len"])
-    last = baselines.persistence(target, indices)
-    ridge, mean = [], []
-    for horizon in range(1, steps + 1):
-        shifted = for_horizon(arrays, horizon)
-        model = baselines.SharedRidge(seq_len, horizon).fit(arrays["features"], target,
-                                                            shifted["train_idx"])
-        ridge.append(model.predict(arrays["features"], indices))
-        mean.append(baselines.train_mean(target, shifted["train_idx"], indices, horizon))
-    return {"persistence": np.broadcast_to(last, (steps, *last.shape)),
-            "train_mean": np.stack(mean), "ridge": np.stack(ridge)}
+    last = baselines.Persistence().predict(dataset, indices)
+    per_horizon = [fit_predict({"train_mean": baselines.TrainMean(), "ridge": baselines.SharedRidge()},
+                               shifted, shifted.train_idx, indices)
+                   for shifted in (for_horizon(dataset, horizon) for horizon in range(1, steps + 1))]
+    stacked = {name: np.stack([forecasts[name] for forecasts in per_horizon])
+               for name in ("train_mean", "ridge")}
+    return {"persistence": np.broadcast_to(last, (steps, *last.shape)), **stacked}
 
 
-def error_by_horizon(arrays: dict, scalers: dict, forecasts: dict[str, np.ndarray],
+def error_by_horizon(dataset: Dataset, scalers: dict, forecasts: dict[str, np.ndarray],
                      indices: np.ndarray) -> pd.DataFrame:
     """MAE, RMSE and R² of every predictor at every horizon, scaled and in ROI percent."""
     records = []
     for step in range(next(iter(forecasts.values())).shape[0]):
-        actual = targets_for(arrays["target"], indices, step + 1)
-        actual_pct = targets_for(arrays["target_pct"], indices, step + 1)
+        ahead = dataset.replace(horizon=step + 1)
+        actual, actual_pct = ahead.target_rows(indices), ahead.target_rows(indices, "target_pct")
         for name, values in forecasts.items():
             for space, truth, predicted in (("scaled", actual, values[step]),
                                             ("roi_pct", actual_pct, to_roi_pct(values[step], scalers))):
@@ -125,14 +122,14 @@ def by_horizon(errors: pd.DataFrame, space: str, metric: str) -> pd.DataFrame:
     return errors[errors["space"] == space].pivot(index="predictor", columns="horizon", values=metric)
 
 
-def compare(model, arrays: dict, scalers: dict, params: RunParams, indices: np.ndarray,
+def compare(model, dataset: Dataset, scalers: dict, params: RunParams, indices: np.ndarray,
             work_root: Path, verbose: int = 2) -> pd.DataFrame:
     """Recursive, direct and baseline forecasts up to `params.horizon_steps` days, scored by horizon."""
     steps = params.horizon_steps
     chosen = origins(indices, steps)
     forecasts = {
-        "recursive": recursive_forecast(model, arrays, scalers, chosen, steps),
-        "direct": direct_forecasts(model, arrays, params, chosen, steps, work_root, verbose),
-        **baseline_forecasts(arrays, chosen, steps),
+        "recursive": recursive_forecast(model, dataset, scalers, chosen, steps),
+        "direct": direct_forecasts(model, dataset, params, chosen, steps, work_root, verbose),
+        **baseline_forecasts(dataset, chosen, steps),
     }
-    return error_by_horizon(arrays, scalers, forecasts, chosen)
+    return error_by_horizon(dataset, scalers, forecasts, chosen)

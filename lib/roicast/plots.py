@@ -10,6 +10,8 @@ import seaborn as sns
 from matplotlib import pyplot as plt
 from matplotlib.figure import Figure
 
+from roicast.dataset import PERIODS, Dataset
+
 PREDICTOR_COLOURS = {"hybrid": "C0", "ensemble": "C0", "ridge": "C1", "persistence": "C2",
                      "window_mean": "C3", "train_mean": "C4", "ceiling": "C7"}
 
@@ -71,14 +73,15 @@ def plot_correlation_heatmap(returns: pd.DataFrame) -> Figure:
     return grid.figure
 
 
-def plot_periods(dates: np.ndarray, periods: dict[str, np.ndarray], series: np.ndarray) -> Figure:
-    """The cross-asset mean of the target over time, shaded by train / validation / test."""
+def plot_periods(dataset: Dataset) -> Figure:
+    """The cross-asset mean of the target over time, with the target dates of the train /
+    validation / test samples shaded."""
     fig, ax = plt.subplots(figsize=(11, 3), layout="constrained")
-    when = pd.to_datetime(dates)
-    ax.plot(when, series, color="0.3", linewidth=0.7)
-    for (name, indices), colour in zip(periods.items(), ("C0", "C1", "C3"), strict=False):
-        ax.axvspan(when[indices[0]], when[indices[-1]], color=colour, alpha=0.15,
-                   label=f"{name}: {len(indices)} windows")
+    ax.plot(pd.to_datetime(dataset.dates), dataset.target.mean(axis=1), color="0.3", linewidth=0.7)
+    for name, colour in zip(PERIODS, ("C0", "C1", "C3"), strict=True):
+        indices = dataset.indices(name)
+        when = pd.to_datetime(dataset.target_rows(indices[[0, -1]], "dates"))
+        ax.axvspan(when[0], when[1], color=colour, alpha=0.15, label=f"{name}: {len(indices)} windows")
     ax.set(title="Mean scaled target across assets, and the three periods", ylabel="scaled target")
     ax.legend(loc="upper left", ncols=3)
     return fig

@@ -14,8 +14,9 @@ import numpy as np
 import pandas as pd
 from sklearn.preprocessing import MinMaxScaler, StandardScaler
 
-from roicast.artefacts import write_json, write_npz
+from roicast.artefacts import write_json
 from roicast.config import RunParams
+from roicast.dataset import PERIODS, Dataset
 from roicast.errors import DataError, RoicastWarning
 from roicast.windows import rows_needed, sample_indices, split_indices
 
@@ -147,20 +148,28 @@ def scale_series(series: dict[str, pd.DataFrame], scalers: dict[str, Scaler],
     return features, target_values
 
 
-def target_of(arrays: dict) -> str:
-    """Which series the dataset's target is: 'smoothed' (the guide's) or 'raw' (tomorrow's return).
+def _daily(series: dict[str, pd.DataFrame], returns: pd.DataFrame, scalers: dict, params: RunParams,
+           split: dict[str, np.ndarray] | None = None) -> Dataset:
+    """The scaled daily series as a Dataset; without `split`, one with no samples in any period."""
+    features, target = scale_series(series, scalers, params.input_features, params.target)
+    smoothed = series["smoothed"]
+    periods = {} if split is None else {f"{name}_idx": split[name] for name in ("train", "val", "test")}
+    return Dataset(
+        features=features, target=target, target_pct=series[params.target].to_numpy(),
+        raw_pct=series["raw"].to_numpy(), returns_pct=returns.iloc[params.smooth_window - 1:].to_numpy(),
+        dates=smoothed.index.to_numpy().astype("datetime64[D]"),
+        assets=np.array(smoothed.columns, dtype=str),
+        feature_names=np.array(params.input_features, dtype=str), seq_len=params.seq_len,
+        horizon=params.horizon, smooth_window=params.smooth_window, scale_by=params.scale_by,
+        target_of=params.target, **periods)
 
-    Datasets written before `target` existed hold the smoothed target.
-    """
-    return str(arrays.get("target_of", "smoothed"))
 
-
-def series_until(prices: pd.DataFrame, params: RunParams, scaler_json: dict) -> dict:
-    """The daily arrays of 02_preprocess up to the prices' last day, with the run's fitted clip
+def series_until(prices: pd.DataFrame, params: RunParams, scaler_json: dict) -> Dataset:
+    """The daily series of 02_preprocess up to the prices' last day, with the run's fitted clip
     bounds and scalers (never refitted): what a forecast after that day starts from.
 
-    Same keys as dataset.npz except the split; sample index `len(features)` is the window that
-    ends on the last day.
+    No sample is in any period; sample index `len(features)` is the window that ends on the
+    last day.
     """
     returns = clean_returns(log_returns_pct(prices))
     clip = scaler_json.get("clip")
@@ -174,21 +183,12 @@ def series_until(prices: pd.DataFrame, params: RunParams, scaler_json: dict) -> 
                         f"after smoothing, and the network reads windows of {params.seq_len} days.")
     scalers = {params.target: scaler_from_dict(scaler_json["target"]),
                **{name: scaler_from_dict(state) for name, state in scaler_json["features"].items()}}
-    features, target = scale_series(series, scalers, params.input_features, params.target)
-    return {"features": features, "target": target, "target_pct": series[params.target].to_numpy(),
-            "target_of": np.array(params.target),
-            "raw_pct": series["raw"].to_numpy(),
-            "returns_pct": returns.iloc[params.smooth_window - 1:].to_numpy(),
-            "dates": series["smoothed"].index.to_numpy().astype("datetime64[D]"),
-            "assets": np.array(series["smoothed"].columns, dtype=str),
-            "feature_names": np.array(params.input_features, dtype=str),
-            "seq_len": np.array(params.seq_len), "horizon": np.array(params.horizon),
-            "smooth_window": np.array(params.smooth_window), "scale_by": np.array(params.scale_by)}
+    return _daily(series, returns, scalers, params)
 
 
 def build_dataset(prices: pd.DataFrame, params: RunParams,
-                  split: dict[str, np.ndarray] | None = None) -> tuple[dict, dict, dict]:
-    """Prices → (arrays for dataset.npz, scalers for scaler.json, summary for preprocess.json).
+                  split: dict[str, np.ndarray] | None = None) -> tuple[Dataset, dict, dict]:
+    """Prices → (the Dataset of dataset.npz, scalers for scaler.json, summary for preprocess.json).
 
     Fitted statistics (clip bounds, scalers) see only rows up to the last training target.
     `split` replaces the chronological split of the parameters (walk-forward folds).
@@ -212,68 +212,50 @@ def build_dataset(prices: pd.DataFrame, params: RunParams,
     if params.clip_quantile is not None:
         clip = fit_clip_bounds(returns.iloc[:last_train_row + 1], params.clip_quantile)
     series = smoothed_and_raw(returns, params.smooth_window, clip)
-    smoothed, raw = series["smoothed"], series["raw"]
+    smoothed = series["smoothed"]
     train_rows = slice(0, int(split["train"][-1]) + params.horizon)
     scalers = fit_scalers(params.scaler, params.scale_by, series, train_rows)
-    features, target = scale_series(series, scalers, params.input_features, params.target)
-
-    arrays = {
-        "features": features,
-        "target": target,
-        "target_pct": series[params.target].to_numpy(),
-        "target_of": np.array(params.target),
-        "raw_pct": raw.to_numpy(),
-        "returns_pct": returns.iloc[params.smooth_window - 1:].to_numpy(),
-        "dates": smoothed.index.to_numpy().astype("datetime64[D]"),
-        "assets": np.array(smoothed.columns, dtype=str),
-        "feature_names": np.array(params.input_features, dtype=str),
-        "train_idx": split["train"], "val_idx": split["val"], "test_idx": split["test"],
-        "seq_len": np.array(params.seq_len), "horizon": np.array(params.horizon),
-        "smooth_window": np.array(params.smooth_window), "scale_by": np.array(params.scale_by),
-    }
+    dataset = _daily(series, returns, scalers, params, split)
     scaler_json = {"assets": list(smoothed.columns), "target": scaler_to_dict(scalers[params.target]),
                    "features": {name: scaler_to_dict(scalers[name]) for name in params.input_features},
                    "clip": None if clip is None else {"low": clip[0].tolist(), "high": clip[1].tolist()}}
-    info = summarise(arrays, params, gap)
-    return arrays, scaler_json, info
+    info = summarise(dataset, params, gap)
+    return dataset, scaler_json, info
 
 
-def period_dates(arrays: dict, period: str) -> tuple[str, str]:
+def period_dates(dataset: Dataset, period: str) -> tuple[str, str]:
     """First and last target date of a period."""
-    idx = arrays[f"{period}_idx"]
-    rows = idx + int(arrays["horizon"]) - 1
-    dates = arrays["dates"][rows]
+    dates = dataset.target_rows(dataset.indices(period), "dates")
     return str(dates[0]), str(dates[-1])
 
 
-def summarise(arrays: dict, params: RunParams, gap: int) -> dict:
+def summarise(dataset: Dataset, params: RunParams, gap: int) -> dict:
     """The content of preprocess.json: parameters, shapes and each period's dates."""
-    periods = {p: {"n": len(arrays[f"{p}_idx"]), "start": period_dates(arrays, p)[0],
-                   "end": period_dates(arrays, p)[1]} for p in ("train", "val", "test")}
+    periods = {p: {"n": len(dataset.indices(p)), "start": period_dates(dataset, p)[0],
+                   "end": period_dates(dataset, p)[1]} for p in PERIODS}
     return {
         "params": {name: getattr(params, name) for name in (
             "smooth_window", "clip_quantile", "scaler", "scale_by", "seq_len", "horizon",
             "test_fraction", "val_fraction", "input_features", "target")},
         "gap": gap,
-        "assets": arrays["assets"].tolist(),
-        "n_rows": int(arrays["features"].shape[0]),
-        "window_shape": [params.seq_len, *arrays["features"].shape[1:]],
+        "assets": dataset.assets.tolist(),
+        "n_rows": int(dataset.features.shape[0]),
+        "window_shape": [params.seq_len, *dataset.features.shape[1:]],
         "periods": periods,
     }
 
 
-def direction_labels(arrays: dict, indices: np.ndarray, direction_of: str) -> np.ndarray:
+def direction_labels(dataset: Dataset, indices: np.ndarray, direction_of: str) -> np.ndarray:
     """1 where the next day goes up: the raw return's sign, or the smoothed series' change."""
-    horizon = int(arrays["horizon"])
-    rows = np.asarray(indices) + horizon - 1
     if direction_of == "return":
-        return (arrays["returns_pct"][rows] > 0).astype(np.float32)
-    return (arrays["target_pct"][rows] > arrays["target_pct"][np.asarray(indices) - 1]).astype(np.float32)
+        return (dataset.target_rows(indices, "returns_pct") > 0).astype(np.float32)
+    today = dataset.target_pct[np.asarray(indices) - 1]
+    return (dataset.target_rows(indices, "target_pct") > today).astype(np.float32)
 
 
-def write_outputs(run_dir: Path, arrays: dict, scalers: dict, info: dict) -> None:
+def write_outputs(run_dir: Path, dataset: Dataset, scalers: dict, info: dict) -> None:
     """Write dataset.npz, scaler.json and preprocess.json into the run folder."""
-    write_npz(Path(run_dir) / "dataset.npz", **arrays)
+    dataset.save(Path(run_dir) / "dataset.npz")
     write_json(Path(run_dir) / "scaler.json", scalers)
     write_json(Path(run_dir) / "preprocess.json", info)
 
@@ -285,11 +267,11 @@ def guide_log1p_nan_share(prices: pd.DataFrame) -> float:
     return float(np.isnan(guide.to_numpy()).mean())
 
 
-def transform_stages(prices: pd.DataFrame, arrays: dict) -> dict[str, np.ndarray]:
+def transform_stages(prices: pd.DataFrame, dataset: Dataset) -> dict[str, np.ndarray]:
     """The daily values after each step, for the distribution plots (a raw target is the log
     return itself, so it has no smoothed stage)."""
     stages = {"percent return (guide)": 100 * prices.pct_change(fill_method=None).to_numpy()[1:],
-              "log return %": arrays["raw_pct"]}
-    if target_of(arrays) == "smoothed":
-        stages["smoothed log return %"] = arrays["target_pct"]
-    return {**stages, "scaled target": arrays["target"]}
+              "log return %": dataset.raw_pct}
+    if dataset.target_of == "smoothed":
+        stages["smoothed log return %"] = dataset.target_pct
+    return {**stages, "scaled target": dataset.target}

@@ -15,8 +15,9 @@ import pandas as pd
 from scipy import stats
 
 from roicast.baselines import known_part
+from roicast.dataset import Dataset
 from roicast.evaluate import tomorrow_scores
-from roicast.preprocess import target_of, to_roi_pct
+from roicast.preprocess import to_roi_pct
 from roicast.significance import binomial_direction_test, information_coefficient
 
 PREDICTORS = ("hybrid", "ridge", "persistence", "train_mean")
@@ -25,7 +26,7 @@ TARGET_IC, TARGET_T = 0.02, 2.0  # the moonshot: a network IC of 0.02 that holds
 BAND_Z = stats.norm.ppf(0.975)  # a 95 % band around a year's mean daily IC
 
 
-def raw_return_forecasts(arrays: dict, scalers: dict, forecasts: dict[str, np.ndarray],
+def raw_return_forecasts(dataset: Dataset, scalers: dict, forecasts: dict[str, np.ndarray],
                          indices: np.ndarray) -> dict[str, np.ndarray]:
     """Each predictor's forecast of tomorrow's raw return in percent (empty unless horizon is 1).
 
@@ -33,17 +34,17 @@ def raw_return_forecasts(arrays: dict, scalers: dict, forecasts: dict[str, np.nd
     target's forecast is the return itself); persistence is yesterday's raw return and the
     training mean each asset's mean return on the training days.
     """
-    window, horizon = int(arrays["smooth_window"]), int(arrays["horizon"])
+    window, horizon = dataset.smooth_window, dataset.horizon
     if horizon != 1:
         return {}
-    indices, raw = np.asarray(indices), arrays["raw_pct"]
-    if target_of(arrays) == "raw":
+    indices, raw = np.asarray(indices), dataset.raw_pct
+    if dataset.target_of == "raw":
         window = 1
     known = window * known_part(raw, indices, window)
     result = {name: window * to_roi_pct(forecasts[name], scalers) - known
               for name in ("hybrid", "ridge") if name in forecasts}
     result["persistence"] = raw[indices - 1]
-    mean = raw[arrays["train_idx"]].mean(axis=0)
+    mean = raw[dataset.train_idx].mean(axis=0)
     result["train_mean"] = np.broadcast_to(mean, (len(indices), raw.shape[1])).copy()
     return result
 
@@ -64,13 +65,13 @@ def raw_return_scores(actual: np.ndarray, predicted: np.ndarray, train_raw: np.n
             "ic_sd": ic["std"], "ic_days": ic["n_days"], "n": int(actual.size)}
 
 
-def fold_scores(arrays: dict, scalers: dict, forecasts: dict[str, np.ndarray],
+def fold_scores(dataset: Dataset, scalers: dict, forecasts: dict[str, np.ndarray],
                 indices: np.ndarray) -> dict[str, dict[str, float]]:
     """scores[predictor] on tomorrow's raw return over one fold's test samples."""
-    indices = np.asarray(indices)
-    actual, train_raw = arrays["raw_pct"][indices], arrays["raw_pct"][arrays["train_idx"]]
+    actual = dataset.target_rows(indices, "raw_pct")
+    train_raw = dataset.target_rows(dataset.train_idx, "raw_pct")
     return {name: raw_return_scores(actual, predicted, train_raw)
-            for name, predicted in raw_return_forecasts(arrays, scalers, forecasts, indices).items()}
+            for name, predicted in raw_return_forecasts(dataset, scalers, forecasts, indices).items()}
 
 
 def _metric(folds: pd.DataFrame, space: str, metric: str) -> pd.DataFrame:

@@ -33,13 +33,13 @@ from sklearn.utils.class_weight import compute_class_weight
 
 from roicast import backends, baselines, paths
 from roicast.artefacts import atomic_path, read_json, write_json
-from roicast.baselines import SharedRidge, persistence
+from roicast.baselines import Persistence, SharedRidge
 from roicast.batches import WindowBatches
 from roicast.config import RunParams
+from roicast.dataset import Dataset
 from roicast.errors import DataError, ParameterError
 from roicast.models import WeightedBinaryCrossentropy, build_model, load_model
 from roicast.preprocess import direction_labels
-from roicast.windows import make_windows, targets_for
 
 if TYPE_CHECKING:
     import tensorflow as tf
@@ -70,10 +70,10 @@ def set_seed(seed: int) -> None:
     backends.make_deterministic()
 
 
-def check_finite(arrays: dict) -> None:
+def check_finite(dataset: Dataset) -> None:
     """Stop before training if any input or target holds NaN or infinity."""
     for name in ("features", "target"):
-        bad = ~np.isfinite(arrays[name])
+        bad = ~np.isfinite(getattr(dataset, name))
         if bad.any():
             raise DataError(f"{int(bad.sum())} non-finite values in {name} of dataset.npz. "
                             "Re-run 02_preprocess; if it persists, check the prices for holes.")
@@ -90,10 +90,10 @@ def balanced_class_weights(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return positive, negative
 
 
-def training_targets(arrays: dict, indices: np.ndarray, params: RunParams) -> np.ndarray:
+def training_targets(dataset: Dataset, indices: np.ndarray, params: RunParams) -> np.ndarray:
     if params.task == "direction":
-        return direction_labels(arrays, indices, params.direction_of)
-    return targets_for(arrays["target"], indices, int(arrays["horizon"])).astype(np.float32)
+        return direction_labels(dataset, indices, params.direction_of)
+    return dataset.target_rows(indices).astype(np.float32)
 
 
 def window_dataset(features: np.ndarray, targets: np.ndarray | None, indices: np.ndarray,
@@ -124,9 +124,9 @@ def window_batches(features: np.ndarray, targets: np.ndarray | None, indices: np
     return WindowBatches(features, targets, indices, seq_len, batch_size, shuffle, seed)
 
 
-def input_windows(arrays: dict, indices: np.ndarray) -> np.ndarray:
+def input_windows(dataset: Dataset, indices: np.ndarray) -> np.ndarray:
     """The network's inputs for some sample indices as one array, (n, seq_len, assets × features)."""
-    windows = make_windows(arrays["features"], indices, int(arrays["seq_len"]))
+    windows = dataset.windows(indices)
     return windows.reshape(len(windows), windows.shape[1], -1)
 
 
@@ -158,7 +158,7 @@ def compile_model(model: keras.Model, params: RunParams, class_weights=None) -> 
     return model
 
 
-def warm_start_highway(model: keras.Model, arrays: dict, train_indices: np.ndarray,
+def warm_start_highway(model: keras.Model, dataset: Dataset, train_indices: np.ndarray,
                        output: str = "direct") -> None:
     """Start the linear highway at the shared ridge solution fitted on the training windows.
 
@@ -169,14 +169,13 @@ def warm_start_highway(model: keras.Model, arrays: dict, train_indices: np.ndarr
     highway at zero, the head's bias at the means), which is the ceiling's forecast.
     """
     if output == "decomposed":
-        means = targets_for(baselines.raw_feature(arrays), train_indices).mean(axis=0)
+        means = dataset.target_rows(train_indices, baselines.raw_feature(dataset)).mean(axis=0)
         highway = model.get_layer("highway_linear")
         highway.set_weights([np.zeros_like(w) for w in highway.get_weights()])
         kernel, _ = model.get_layer("head").get_weights()
         model.get_layer("head").set_weights([kernel, means.astype(np.float32)])
         return
-    ridge = SharedRidge(int(arrays["seq_len"]), int(arrays["horizon"]))
-    ridge.fit(arrays["features"], baselines.highway_target(arrays, output), train_indices)
+    ridge = SharedRidge().fit(dataset, train_indices)
     coef, intercept = ridge.model.coef_, ridge.model.intercept_
     model.get_layer("highway_linear").set_weights(
         [coef.reshape(-1, 1).astype(np.float32), np.array([intercept], dtype=np.float32)])
@@ -251,22 +250,22 @@ def freeze(model: keras.Model, names: list[str]) -> None:
         model.get_layer(name).trainable = False
 
 
-def initialise(model: keras.Model, arrays: dict, params: RunParams, train_indices: np.ndarray,
+def initialise(model: keras.Model, dataset: Dataset, params: RunParams, train_indices: np.ndarray,
                fine_tune: bool) -> None:
     """The starting weights: an earlier run's when fine-tuning from one (which the ridge start
     must not overwrite), else for the highway the ridge solution; then the frozen layers."""
     if fine_tune and params.init_from is not None:
-        load_initial_weights(model, params.init_from, [str(a) for a in arrays["assets"]])
+        load_initial_weights(model, params.init_from, [str(a) for a in dataset.assets])
     elif params.architecture == "highway" and params.task == "regression":
-        warm_start_highway(model, arrays, train_indices, params.resolved_output)
+        warm_start_highway(model, dataset, train_indices, params.resolved_output)
     if fine_tune:
         freeze(model, params.freeze_layers)
 
 
-def validation_persistence_loss(arrays: dict) -> float:
+def validation_persistence_loss(dataset: Dataset) -> float:
     """MSE of persistence on the validation windows: the bar the model's val_loss must clear."""
-    val_idx, horizon = arrays["val_idx"], int(arrays["horizon"])
-    error = persistence(arrays["target"], val_idx) - targets_for(arrays["target"], val_idx, horizon)
+    val_idx = dataset.val_idx
+    error = Persistence().predict(dataset, val_idx) - dataset.target_rows(val_idx)
     return float(np.mean(error**2))
 
 
@@ -322,7 +321,7 @@ class TrainResult:
     info: dict
 
 
-def train(arrays: dict, params: RunParams, work_dir: Path, seed: int | None = None,
+def train(dataset: Dataset, params: RunParams, work_dir: Path, seed: int | None = None,
           train_indices: np.ndarray | None = None, verbose: int = 2, fine_tune: bool = False,
           schedule: list[float] | None = None) -> TrainResult:
     """Build, compile and fit the network of `params` on the training windows.
@@ -338,26 +337,26 @@ def train(arrays: dict, params: RunParams, work_dir: Path, seed: int | None = No
     """
     seed = params.seed if seed is None else seed
     set_seed(seed)
-    check_finite(arrays)
+    check_finite(dataset)
     work_dir = Path(work_dir)
     work_dir.mkdir(parents=True, exist_ok=True)
-    seq_len = int(arrays["seq_len"])
-    n_days, n_assets, n_features = arrays["features"].shape
-    train_idx = arrays["train_idx"] if train_indices is None else train_indices
+    seq_len = dataset.seq_len
+    n_days, n_assets, n_features = dataset.features.shape
+    train_idx = dataset.train_idx if train_indices is None else train_indices
     validate = schedule is None
-    y_train = training_targets(arrays, train_idx, params)
+    y_train = training_targets(dataset, train_idx, params)
     class_weights = balanced_class_weights(y_train) if params.task == "direction" else None
 
     with model_scope():
         model = build_model(seq_len, n_assets, n_features, **network_arguments(params, seed))
-        initialise(model, arrays, params, train_idx, fine_tune)
+        initialise(model, dataset, params, train_idx, fine_tune)
         model = compile_model(model, params, class_weights)
-    train_ds = window_batches(arrays["features"], y_train, train_idx, seq_len, params.batch_size,
+    train_ds = window_batches(dataset.features, y_train, train_idx, seq_len, params.batch_size,
                               shuffle=True, seed=seed)
     val_ds = None
     if validate:
-        y_val = training_targets(arrays, arrays["val_idx"], params)
-        val_ds = window_batches(arrays["features"], y_val, arrays["val_idx"], seq_len, EVAL_BATCH)
+        y_val = training_targets(dataset, dataset.val_idx, params)
+        val_ds = window_batches(dataset.features, y_val, dataset.val_idx, seq_len, EVAL_BATCH)
     timer = EpochTimer()
     start = time.perf_counter()
     fit = model.fit(train_ds, validation_data=val_ds, epochs=params.epochs if validate else len(schedule),
@@ -380,7 +379,7 @@ def train(arrays: dict, params: RunParams, work_dir: Path, seed: int | None = No
         "freeze_layers": params.freeze_layers if fine_tune else [],
         "epoch_seconds": timer.seconds, "fit_seconds": fit_seconds,
         "n_params": int(model.count_params()),
-        "val_loss_persistence": validation_persistence_loss(arrays)
+        "val_loss_persistence": validation_persistence_loss(dataset)
         if params.task == "regression" and validate else None,
         "params": params.model_dump(),
         "class_weights": None if class_weights is None else
@@ -389,7 +388,7 @@ def train(arrays: dict, params: RunParams, work_dir: Path, seed: int | None = No
     return TrainResult(model, history, info)
 
 
-def refit(arrays: dict, params: RunParams, indices: np.ndarray, epochs: int, work_dir: Path,
+def refit(dataset: Dataset, params: RunParams, indices: np.ndarray, epochs: int, work_dir: Path,
           learning_rates: list[float] | None = None, verbose: int = 0) -> TrainResult:
     """The run's network trained again as 03 trained it (same seed, hyper-parameters and start)
     on `indices` for exactly `epochs` epochs, without validation: for production, once every
@@ -400,15 +399,49 @@ def refit(arrays: dict, params: RunParams, indices: np.ndarray, epochs: int, wor
     """
     rates = list(learning_rates[:epochs]) if learning_rates else []
     rates += [rates[-1] if rates else params.resolved_learning_rate] * (epochs - len(rates))
-    return train(arrays, params, work_dir, train_indices=np.asarray(indices), verbose=verbose,
+    return train(dataset, params, work_dir, train_indices=np.asarray(indices), verbose=verbose,
                  fine_tune=True, schedule=rates)
 
 
-def predict(model: keras.Model, arrays: dict, indices: np.ndarray,
+class Network:
+    """The network of `params` as a `Forecaster`: `fit` trains it on some samples (early-stopped on
+    the dataset's validation period, never its test period), `predict` runs it. `result` keeps
+    the training's history and info."""
+
+    def __init__(self, params: RunParams, work_dir: Path, seed: int | None = None, verbose: int = 0):
+        self.params, self.work_dir, self.seed, self.verbose = params, Path(work_dir), seed, verbose
+
+    def fit(self, dataset: Dataset, indices: np.ndarray) -> "Network":
+        self.result = train(dataset, self.params, self.work_dir, seed=self.seed, train_indices=indices,
+                            verbose=self.verbose)
+        return self
+
+    def predict(self, dataset: Dataset, indices: np.ndarray) -> np.ndarray:
+        return predict(self.result.model, dataset, indices)
+
+
+def predict(model: keras.Model, dataset: Dataset, indices: np.ndarray,
             batch_size: int = EVAL_BATCH) -> np.ndarray:
     """The model's outputs for the given sample indices, shape (len(indices), n_assets)."""
-    ds = window_batches(arrays["features"], None, indices, int(arrays["seq_len"]), batch_size)
+    ds = window_batches(dataset.features, None, indices, dataset.seq_len, batch_size)
     return model.predict(ds, verbose=0)
+
+
+def summary(info: dict) -> str:
+    """03's account of a training in a few lines: where it started, how long it ran, its best
+    validation loss and whether that beats persistence's on the same windows."""
+    lines = []
+    if info["init_from"]:
+        lines.append(f"fine-tuned from run {info['init_from']}, frozen: {info['freeze_layers'] or 'none'}")
+    median_epoch = float(np.median(info["epoch_seconds"]))
+    lines.append(f"epochs run {info['epochs_run']}, best epoch {info['best_epoch']}, "
+                 f"fit {info['fit_seconds']:.1f} s, median epoch {median_epoch:.2f} s")
+    lines.append(f"best val_loss {info['best_val_loss']:.5f}")
+    if info["val_loss_persistence"] is not None:
+        verdict = "beats" if info["best_val_loss"] < info["val_loss_persistence"] else "does NOT beat"
+        lines.append(f"persistence val MSE {info['val_loss_persistence']:.5f}: "
+                     f"the model {verdict} persistence")
+    return "\n".join(lines)
 
 
 def save_training(run_dir: Path, result: TrainResult, work_dir: Path) -> None:

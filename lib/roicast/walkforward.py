@@ -26,6 +26,7 @@ from roicast import backends, evaluate, plots, preprocess, study, training
 from roicast.artefacts import read_parquet
 from roicast.cluster import connect, local_workers, workers_per_host
 from roicast.config import RunParams
+from roicast.dataset import Dataset
 from roicast.errors import RoicastError
 from roicast.member_process import run_in_child
 from roicast.windows import default_test_years, sample_indices, walk_forward_splits, year_splits
@@ -48,62 +49,57 @@ def enabled(params: RunParams) -> bool:
     return params.walk_forward_unit == "year" or params.walk_forward_folds >= 2
 
 
-def _target_dates(arrays: dict, samples: np.ndarray) -> np.ndarray:
-    return arrays["dates"][samples + int(arrays["horizon"]) - 1]
-
-
-def fold_years(arrays: dict, params: RunParams) -> list[int]:
+def fold_years(dataset: Dataset, params: RunParams) -> list[int]:
     """The test years of `walk_forward_unit='year'`: from the first year (walk_forward_first_year,
     or the first leaving walk_forward_train_years of training) to the data's last."""
-    samples = sample_indices(len(arrays["features"]), int(arrays["seq_len"]), int(arrays["horizon"]))
-    return default_test_years(_target_dates(arrays, samples), params.walk_forward_train_years,
+    samples = sample_indices(len(dataset.features), dataset.seq_len, dataset.horizon)
+    return default_test_years(dataset.target_rows(samples, "dates"), params.walk_forward_train_years,
                               params.walk_forward_first_year)
 
 
-def fold_splits(arrays: dict, params: RunParams) -> list[dict[str, np.ndarray]]:
+def fold_splits(dataset: Dataset, params: RunParams) -> list[dict[str, np.ndarray]]:
     """The folds over the samples of dataset.npz, oldest first."""
-    samples = sample_indices(len(arrays["features"]), int(arrays["seq_len"]), int(arrays["horizon"]))
+    samples = sample_indices(len(dataset.features), dataset.seq_len, dataset.horizon)
     gap = max(params.smooth_window, params.horizon)
     if params.walk_forward_unit == "year":
         rolling = params.walk_forward_train_years if params.walk_forward_train == "rolling" else None
-        return year_splits(samples, _target_dates(arrays, samples), fold_years(arrays, params),
+        return year_splits(samples, dataset.target_rows(samples, "dates"), fold_years(dataset, params),
                            params.val_fraction, gap, rolling)
     return walk_forward_splits(samples, params.walk_forward_folds, params.test_fraction,
                                params.val_fraction, gap)
 
 
-def fold_labels(arrays: dict, params: RunParams) -> list[str]:
+def fold_labels(dataset: Dataset, params: RunParams) -> list[str]:
     """What each fold is called in tables and plots: its test year, or `fold k`."""
     if params.walk_forward_unit == "year":
-        return [str(year) for year in fold_years(arrays, params)]
+        return [str(year) for year in fold_years(dataset, params)]
     return [f"fold {k}" for k in range(1, params.walk_forward_folds + 1)]
 
 
-def score_fold(arrays: dict, scalers: dict, model_output: np.ndarray,
+def score_fold(dataset: Dataset, scalers: dict, model_output: np.ndarray,
                params: RunParams) -> dict[str, dict[str, dict]]:
     """metrics[space][predictor] of one fold's test period: 'scaled' and 'roi_pct' as 04 scores
     them, 'return' on tomorrow's raw return (`roicast.study`); 'classification' for direction."""
-    test_idx = arrays["test_idx"]
+    test_idx = dataset.test_idx
     if params.task == "direction":
-        scores = evaluate.score_direction(arrays, {"hybrid": model_output}, test_idx,
+        scores = evaluate.score_direction(dataset, {"hybrid": model_output}, test_idx,
                                           params.direction_of)
         return {"classification": scores}
-    forecasts = {"hybrid": model_output, **evaluate.baseline_forecasts(arrays, scalers, test_idx)}
-    scores = evaluate.score(arrays, scalers, forecasts, test_idx)
-    returns = study.fold_scores(arrays, scalers, forecasts, test_idx)
+    forecasts = {"hybrid": model_output, **evaluate.baseline_forecasts(dataset, scalers, test_idx)}
+    scores = evaluate.score(dataset, scalers, forecasts, test_idx)
+    returns = study.fold_scores(dataset, scalers, forecasts, test_idx)
     return {**scores, study.SPACE: returns} if returns else scores
 
 
-def train_members(arrays: dict, params: RunParams, work: Path,
+def train_members(dataset: Dataset, params: RunParams, work: Path,
                   verbose: int) -> tuple[np.ndarray, dict[str, float]]:
     """The average test output of `walk_forward_members` networks (seeds seed, seed + 1, …) and
     their mean fit seconds, epochs and best validation loss."""
     outputs, infos = [], []
     for k in range(params.walk_forward_members):
-        result = training.train(arrays, params, work / f"member_{k}", seed=params.seed + k,
-                                verbose=verbose)
-        outputs.append(training.predict(result.model, arrays, arrays["test_idx"]))
-        infos.append(result.info)
+        network = training.Network(params, work / f"member_{k}", params.seed + k, verbose)
+        outputs.append(network.fit(dataset, dataset.train_idx).predict(dataset, dataset.test_idx))
+        infos.append(network.result.info)
     fit = {name: float(np.mean([info[name] for info in infos]))
            for name in ("fit_seconds", "epochs_run", "best_val_loss")}
     return np.mean(outputs, axis=0), fit
@@ -117,10 +113,10 @@ def run_fold(prices: pd.DataFrame, params: RunParams, fold: int, label: str,
     'training' beside the networks' mean fit seconds and epochs.
     """
     start = time.perf_counter()
-    arrays, scalers, info = preprocess.build_dataset(prices, params, split=split)
+    dataset, scalers, info = preprocess.build_dataset(prices, params, split=split)
     with tempfile.TemporaryDirectory(dir=out_dir) as work:
-        output, fit = train_members(arrays, params, Path(work), verbose)
-    scores = score_fold(arrays, scalers, output, params)
+        output, fit = train_members(dataset, params, Path(work), verbose)
+    scores = score_fold(dataset, scalers, output, params)
     scores["training"] = {"hybrid": {**fit, "fold_seconds": time.perf_counter() - start}}
     test = info["periods"]["test"]
     records = [{"fold": fold, "label": label, "test_start": test["start"], "test_end": test["end"],
@@ -178,7 +174,7 @@ def _report(done: int, total: int, label: str, outcome: Fold | Exception) -> Non
           flush=True)
 
 
-def run_folds(prices: pd.DataFrame, arrays: dict, params: RunParams, work_root: Path,
+def run_folds(prices: pd.DataFrame, dataset: Dataset, params: RunParams, work_root: Path,
               workers: int = 0, scheduler: str | None = None,
               verbose: int = 0) -> tuple[list[Fold], dict[str, str]]:
     """Every fold, in fold order, and the error of each fold that failed (by label).
@@ -187,7 +183,7 @@ def run_folds(prices: pd.DataFrame, arrays: dict, params: RunParams, work_root: 
     `workers` ≥ 2, else one after another in this process.
     """
     jobs = [(fold, label, split) for fold, (label, split) in enumerate(
-        zip(fold_labels(arrays, params), fold_splits(arrays, params), strict=True), start=1)]
+        zip(fold_labels(dataset, params), fold_splits(dataset, params), strict=True), start=1)]
     if scheduler or workers >= 2:
         outcomes = _on_cluster(prices, params, jobs, scheduler, workers)
     else:
@@ -209,11 +205,11 @@ def as_frame(folds: list[Fold], failed: dict[str, str]) -> pd.DataFrame:
     return frame
 
 
-def walk_forward(prices: pd.DataFrame, arrays: dict, params: RunParams, work_root: Path,
+def walk_forward(prices: pd.DataFrame, dataset: Dataset, params: RunParams, work_root: Path,
                  verbose: int = 2, workers: int = 0, scheduler: str | None = None) -> pd.DataFrame:
     """Train and score one network (or an average of several) per fold; one row per fold, space,
     predictor and metric. Raises RoicastError when every fold failed."""
-    folds, failed = run_folds(prices, arrays, params, work_root, workers, scheduler, verbose)
+    folds, failed = run_folds(prices, dataset, params, work_root, workers, scheduler, verbose)
     if not folds:
         raise RoicastError("Every walk-forward fold failed: "
                            + "; ".join(f"{label}: {error}" for label, error in failed.items()))
@@ -283,7 +279,7 @@ class Section:
         return None if self.folds is None else record(self.folds)
 
 
-def section(run_dir: Path, arrays: dict, params: RunParams, work_root: Path,
+def section(run_dir: Path, dataset: Dataset, params: RunParams, work_root: Path,
             scheduler: str | None = None) -> Section:
     """Run the walk-forward evaluation the parameters ask for, on the run's prices: folds as dask
     tasks on the cluster at `scheduler` (the runner's `--scheduler`), else on a LocalCluster of one
@@ -291,6 +287,6 @@ def section(run_dir: Path, arrays: dict, params: RunParams, work_root: Path,
     if not enabled(params):
         return Section(params, None)
     prices = read_parquet(Path(run_dir) / "prices.parquet")
-    workers = 0 if scheduler else local_workers(len(fold_labels(arrays, params)))
-    return Section(params, walk_forward(prices, arrays, params, work_root, workers=workers,
+    workers = 0 if scheduler else local_workers(len(fold_labels(dataset, params)))
+    return Section(params, walk_forward(prices, dataset, params, work_root, workers=workers,
                                         scheduler=scheduler))

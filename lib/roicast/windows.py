@@ -84,10 +84,6 @@ def make_windows(features: np.ndarray, indices: np.ndarray, seq_len: int) -> np.
     return view[starts]
 
 
-def targets_for(target: np.ndarray, indices: np.ndarray, horizon: int = 1) -> np.ndarray:
-    """The target row of each sample index."""
-    return target[np.asarray(indices) + horizon - 1]
-
 
 def target_years(target_dates: np.ndarray) -> np.ndarray:
     """The calendar year of each date (datetime64), as integers."""
