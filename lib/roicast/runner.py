@@ -285,6 +285,7 @@ def _run_locked(params: RunParams, notebooks: list[str], with_code: bool, log: C
             _set_env(name, value)
     if result.status == "running":
         result.status = "succeeded"
+        store.clear_scratch(paths.run_dir(params.run_id))
     result.report_index = reports.record_status(params, notebooks, result.status, result.timings_s,
                                                 error=result.error)
     if result.error:

@@ -204,6 +204,12 @@ class Step:
         return version
 
 
+def clear_scratch(run_dir: Path) -> None:
+    """Remove every step's work files once a chain has ended well: no step is working then, and
+    what an interrupted earlier attempt left (partial logs) is no artefact."""
+    shutil.rmtree(Path(run_dir) / SCRATCH, ignore_errors=True)
+
+
 def remove_outputs(run_dir: Path, step: str) -> None:
     """Delete what `step` wrote (it was made from inputs that no longer exist)."""
     for name in SPECS[step].writes:
