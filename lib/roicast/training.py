@@ -155,7 +155,22 @@ def compile_model(model: keras.Model, params: RunParams, class_weights=None) -> 
         loss, metrics = "mse", ["mae"]
     steps = 1 if backends.name() == "torch" else STEPS_PER_EXECUTION  # Keras on torch takes only 1
     model.compile(optimizer=optimizer, loss=loss, metrics=metrics, steps_per_execution=steps)
+    create_training_state(model)
     return model
+
+
+def create_training_state(model: keras.Model) -> None:
+    """Create the optimizer's and the metrics' variables now, outside any graph.
+
+    Left to `fit`, TensorFlow creates them inside its first trace of the training step, and a
+    `tf.function` that created variables is traced a second time: building that graph took half
+    of the first epoch (benchmarks/README.md, "End to end"). The metrics' one update here is
+    reset before any epoch counts.
+    """
+    model.optimizer.build(model.trainable_variables)
+    zeros = np.zeros((1, *model.output_shape[1:]), dtype="float32")
+    model.compute_metrics(None, zeros, zeros)
+    model.reset_metrics()
 
 
 def warm_start_highway(model: keras.Model, dataset: Dataset, train_indices: np.ndarray,
