@@ -181,15 +181,14 @@ def future_dates(prices: pd.DataFrame, day: pd.Timestamp, days: int) -> list[pd.
     return known + list(pd.bdate_range(after + pd.Timedelta(days=1), periods=days - len(known)))
 
 
-def conformal_half_widths(predictor, run: TrainedRun, steps: int) -> np.ndarray:
-    """Per step ahead and asset, the `interval` quantile of the predictor's absolute validation
-    errors in ROI %, for forecasts made the same way (recursively) from validation days."""
+def conformal_half_widths(scaled: np.ndarray, run: TrainedRun, origins: np.ndarray) -> np.ndarray:
+    """Per step ahead and asset, the `interval` quantile of a predictor's absolute validation
+    errors in ROI %: `scaled` holds its forecasts made the same way (recursively) from the
+    validation `origins`, shaped (steps, origins, assets)."""
     dataset = run.dataset
-    origins = multistep.origins(dataset.val_idx, steps)
-    scaled = multistep.recursive_forecast(predictor, dataset, run.scalers, origins, steps)
     errors = [np.abs(to_roi_pct(scaled[h], run.scalers)
                      - dataset.replace(horizon=h + 1).target_rows(origins, "target_pct"))
-              for h in range(steps)]
+              for h in range(len(scaled))]
     return np.stack([np.quantile(e, run.params.interval, axis=0) for e in errors])
 
 
@@ -199,15 +198,22 @@ def forecast_frame(run: TrainedRun, latest: Dataset, days: int, dates: list[pd.T
     `known_roi_pct` is the part of the smoothed target already observed on asof (four of the
     five days of a 5-day mean at step 1), `implied_return_pct` the day's own return the forecast
     implies. With `target: raw` nothing of the target is known and the forecast is that return.
+    Each predictor forecasts the validation origins (for its interval) and asof in one batch:
+    one graph per network, not one per batch size.
     """
-    origin = np.array([len(latest.features)])
+    val_origins = multistep.origins(run.dataset.val_idx, days)
+    asof_origin = np.array([len(latest.features)])
+    starts = [np.concatenate(parts) for parts in zip(multistep.starting_point(run.dataset, val_origins),
+                                                     multistep.starting_point(latest, asof_origin),
+                                                     strict=True)]
+    scaled = {name: multistep.roll_forward(predictor, latest, run.scalers, *starts, days)
+              for name, predictor in run.predictors.items()}
     window = 1 if run.params.target == "raw" else run.params.smooth_window
     raw = latest.raw_pct
     records = []
-    for name, predictor in run.predictors.items():
-        scaled = multistep.recursive_forecast(predictor, latest, run.scalers, origin, days)[:, 0]
-        roi = to_roi_pct(scaled, run.scalers)
-        half = conformal_half_widths(run.predictors[run.interval_from.get(name, name)], run, days)
+    for name in run.predictors:
+        roi = to_roi_pct(scaled[name][:, -1], run.scalers)
+        half = conformal_half_widths(scaled[run.interval_from.get(name, name)][:, :-1], run, val_origins)
         implied = np.empty_like(roi)
         known_raw = list(raw[len(raw) - (window - 1):]) if window > 1 else []
         for step in range(days):

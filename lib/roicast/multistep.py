@@ -39,21 +39,33 @@ def for_horizon(dataset: Dataset, horizon: int) -> Dataset:
                            val_idx=dataset.val_idx[: len(dataset.val_idx) - trim])
 
 
+def starting_point(dataset: Dataset, indices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Where a recursive forecast from each of `indices` starts: its window, shaped
+    (n, seq_len, assets, features), and the raw returns inside its last smoothed mean,
+    (n, smooth_window - 1, assets). Starting points of several datasets built alike stack."""
+    rows = np.asarray(indices)[:, None] + np.arange(-(dataset.smooth_window - 1), 0)
+    return np.array(dataset.windows(indices)), dataset.raw_pct[rows]
+
+
 def recursive_forecast(model, dataset: Dataset, scalers: dict, indices: np.ndarray,
                        steps: int) -> np.ndarray:
-    """Scaled forecasts shaped (steps, len(indices), assets), each step fed back as input.
+    """Scaled forecasts shaped (steps, len(indices), assets), each step fed back as input."""
+    return roll_forward(model, dataset, scalers, *starting_point(dataset, indices), steps)
+
+
+def roll_forward(model, dataset: Dataset, scalers: dict, windows: np.ndarray, known_raw: np.ndarray,
+                 steps: int) -> np.ndarray:
+    """`recursive_forecast` from given starting points (`starting_point`'s), shaped
+    (steps, len(windows), assets); `dataset` gives only the layout (features, smoothing, target).
 
     `model` is a Keras model or anything with its `predict_on_batch`: one graph for all the
-    origins, traced once per shape; Keras's `predict` retraces for every new batch size, which
-    cost more than the forecasts themselves in 06.
+    origins, traced once per batch shape; Keras's `predict` retraces for every new batch size,
+    which cost more than the forecasts themselves in 06.
     """
     seq_len, window = dataset.seq_len, dataset.smooth_window
     raw_target = dataset.target_of == "raw"
     names = [str(name) for name in dataset.feature_names]
-    windows = np.array(dataset.windows(indices))
     feature_scalers = {name: scaler_from_dict(scalers["features"][name]) for name in names}
-    rows = np.asarray(indices)[:, None] + np.arange(-(window - 1), 0)
-    known_raw = dataset.raw_pct[rows]  # (n, window - 1, assets): the returns inside the mean
     n, _, n_assets, n_features = windows.shape
     forecasts = []
     for _ in range(steps):
