@@ -1,12 +1,15 @@
-"""Wall time of the default run (what `make run` does once set up), split per notebook,
-and how much of it is kernel start-up and the TensorFlow import.
+"""Wall time of the default run (what `make run` does once set up), split per notebook, how
+much of it is kernel start-up and the TensorFlow import, and, with `--baseline REF`, the same
+run of an earlier commit alternated with this tree's, so that both meet the same machine.
 
-Usage: python benchmarks/end_to_end.py
+Usage: python benchmarks/end_to_end.py [--baseline REF] [--repeats N]
 Writes reports/benchmarks/end_to_end.json and end_to_end.md.
 """
 
+import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -16,6 +19,8 @@ from pathlib import Path
 import nbformat
 import papermill
 from results import save_results
+
+from roicast import paths
 
 
 def seconds(action) -> float:
@@ -33,35 +38,81 @@ def notebook_of(folder: Path, name: str, source: str) -> Path:
     return path
 
 
-def main() -> None:
+def default_run(lib: Path | None) -> tuple[float, dict[str, float]]:
+    """Wall seconds and per-notebook seconds of `roicast run` with no parameters, in a fresh work
+    folder, with the library in `lib` (None: this tree's)."""
     with tempfile.TemporaryDirectory() as tmp:
-        folder = Path(tmp)
         env = {**os.environ, "ROICAST_WORKDIR": tmp, "TF_CPP_MIN_LOG_LEVEL": "2"}
+        if lib is not None:
+            env["PYTHONPATH"] = str(lib)
         wall = seconds(lambda: subprocess.run(
             [sys.executable, "-m", "roicast", "run", "--run-id", "e2e"], env=env, check=True,
             capture_output=True))
-        timings = json.loads((folder / "data" / "runs" / "e2e" / "metrics.json").read_text())[
-            "timings_s"]
-        import_tf = seconds(lambda: subprocess.run(
-            [sys.executable, "-c", "import tensorflow"], env=env, check=True, capture_output=True))
+        timings = json.loads((Path(tmp) / "data" / "runs" / "e2e" / "metrics.json").read_text())["timings_s"]
+    return wall, timings
+
+
+def checkout(ref: str, folder: Path) -> Path:
+    """The library of commit `ref`, exported from git into `folder`."""
+    archive = subprocess.run(["git", "-C", str(paths.REPO_ROOT), "archive", ref], check=True,
+                             capture_output=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(folder)], input=archive, check=True)
+    return folder / "lib"
+
+
+def fixed_costs(timings: dict[str, float], wall: float) -> tuple[dict, list[str]]:
+    """Kernel start and TensorFlow import, measured apart, and their share of `wall`."""
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        import_tf = seconds(lambda: subprocess.run([sys.executable, "-c", "import tensorflow"],
+                                                   check=True, capture_output=True))
         run = lambda nb: papermill.execute_notebook(str(nb), str(nb), kernel_name="python3",  # noqa: E731
                                                     progress_bar=False)
         empty = seconds(lambda: run(notebook_of(folder, "empty", "pass")))
         with_tf = seconds(lambda: run(notebook_of(folder, "tf", "import tensorflow")))
-    overhead = {"kernel_start_s": empty, "kernel_start_and_tf_import_s": with_tf,
-                "tf_import_in_python_s": import_tf}
     uses_tf = [nb for nb in timings if nb not in ("01_collect", "02_preprocess")]
     fixed = empty * len(timings) + (with_tf - empty) * len(uses_tf)
-    result = {"wall_s": wall, "timings_s": timings, **overhead, "fixed_cost_s": fixed}
-    lines = [f"Default run, `roicast run` with no parameters: {wall:.0f} s wall.", "",
-             "| notebook | seconds |", "|---|---|",
-             *[f"| {nb} | {s:.1f} |" for nb, s in timings.items()], "",
-             f"- a papermill run of an empty notebook (kernel start): {empty:.1f} s; "
-             f"of a notebook that imports TensorFlow: {with_tf:.1f} s; "
-             f"`import tensorflow` in a fresh Python: {import_tf:.1f} s.",
-             f"- fixed cost of {len(timings)} kernels and {len(uses_tf)} TensorFlow imports: "
-             f"about {fixed:.0f} s, "
-             f"{fixed / wall:.0%} of the wall time."]
+    costs = {"kernel_start_s": empty, "kernel_start_and_tf_import_s": with_tf,
+             "tf_import_in_python_s": import_tf, "fixed_cost_s": fixed}
+    lines = [f"- a papermill run of an empty notebook (kernel start): {empty:.1f} s; of a notebook "
+             f"that imports TensorFlow: {with_tf:.1f} s; `import tensorflow` in a fresh Python: "
+             f"{import_tf:.1f} s.",
+             f"- fixed cost of {len(timings)} kernels and {len(uses_tf)} TensorFlow imports: about "
+             f"{fixed:.0f} s, {fixed / wall:.0%} of this tree's median wall time."]
+    return costs, lines
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--baseline", help="a git commit to compare with, run alternately")
+    parser.add_argument("--repeats", type=int, default=1, help="runs of each (default 1)")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        baseline_lib = checkout(args.baseline, Path(tmp)) if args.baseline else None
+        runs: dict[str, list] = {"this tree": [], **({args.baseline: []} if args.baseline else {})}
+        for _ in range(args.repeats):
+            runs["this tree"].append(default_run(None))
+            if baseline_lib is not None:
+                runs[args.baseline].append(default_run(baseline_lib))
+    walls = {name: statistics.median(w for w, _ in done) for name, done in runs.items()}
+    notebooks = list(runs["this tree"][0][1])
+    per_notebook = {name: {nb: statistics.median(t.get(nb, float("nan")) for _, t in done)
+                           for nb in notebooks} for name, done in runs.items()}
+    costs, cost_lines = fixed_costs(per_notebook["this tree"], walls["this tree"])
+    names = list(runs)
+    lines = [f"Default run, `roicast run` with no parameters, median of {args.repeats} run(s) each"
+             + (", alternating" if args.baseline else "") + ", 2 CPU cores.", "",
+             "| notebook | " + " | ".join(f"{name} (s)" for name in names) + " |",
+             "|---|" + "---|" * len(names),
+             *[f"| {nb} | " + " | ".join(f"{per_notebook[name][nb]:.1f}" for name in names) + " |"
+               for nb in notebooks],
+             "| **wall** | " + " | ".join(f"**{walls[name]:.0f}**" for name in names) + " |", ""]
+    if args.baseline:
+        lines.append(f"- this tree takes {walls['this tree'] / walls[args.baseline]:.2f} of "
+                     f"{args.baseline}'s wall time.")
+    lines += cost_lines
+    result = {"repeats": args.repeats, "baseline": args.baseline, "wall_s": walls,
+              "timings_s": per_notebook, "runs": runs, **costs}
     save_results("end_to_end", result, "\n".join(lines))
 
 

@@ -121,28 +121,32 @@ def tomorrow_scores(actual: np.ndarray, forecast: np.ndarray, mean: np.ndarray,
         "dm_vs_train_mean": diebold_mariano(forecast - actual, mean - actual)}
 
 
+def implied_return_pct(dataset: Dataset, forecast_pct: np.ndarray, indices: np.ndarray) -> np.ndarray:
+    """Tomorrow's raw return (%) that a forecast of the target (%) at sample `indices` implies:
+    w·forecast − (the w − 1 returns already known) for a w-day mean, the forecast itself for a
+    raw target."""
+    if dataset.target_of == "raw":
+        return forecast_pct
+    window = dataset.smooth_window
+    return window * (forecast_pct - baselines.known_part(dataset.raw_pct, indices, window))
+
+
 def unknown_part(dataset: Dataset, scalers: dict, forecasts: dict[str, np.ndarray],
                  indices: np.ndarray) -> dict[str, dict]:
-    """How well each forecast predicts tomorrow's own return, the only part not yet known.
-
-    For the smoothed target that is the implied return w·forecast − (the w − 1 known returns), in
-    percent; for a raw target, the forecast itself (all of it is unknown). Scored per predictor by
-    `tomorrow_scores`, the training mean being the reference.
-    """
-    window, horizon = dataset.smooth_window, dataset.horizon
+    """How well each forecast predicts tomorrow's own return, the only part not yet known: its
+    `implied_return_pct`, scored per predictor by `tomorrow_scores`, the training mean being the
+    reference."""
     raw_target = dataset.target_of == "raw"
-    if not raw_target and (window < 2 or horizon != 1):
+    if not raw_target and (dataset.smooth_window < 2 or dataset.horizon != 1):
         return {}
     indices = np.asarray(indices)
     raw = dataset.raw_pct
-    known = 0 if raw_target else sum(raw[indices - k] for k in range(1, window))
-    scale = 1 if raw_target else window
     actual, train = dataset.target_rows(indices, raw), dataset.target_rows(dataset.train_idx, raw)
     mean = train.mean(axis=0)
     majority = (train > 0).mean(axis=0) >= 0.5
     majority_share = float(np.mean((actual > 0) == majority))
     reference = ("train_mean",) if raw_target else ("ceiling", "train_mean", "window_mean")
-    return {name: tomorrow_scores(actual, scale * values - known, mean, majority_share)
+    return {name: tomorrow_scores(actual, implied_return_pct(dataset, values, indices), mean, majority_share)
             for name, values in in_both_spaces(forecasts, scalers)["roi_pct"].items()
             if name not in reference}
 

@@ -14,9 +14,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from roicast.baselines import known_part
 from roicast.dataset import Dataset
-from roicast.evaluate import tomorrow_scores
+from roicast.evaluate import implied_return_pct, tomorrow_scores
 from roicast.preprocess import to_roi_pct
 from roicast.significance import binomial_direction_test, information_coefficient
 
@@ -30,18 +29,13 @@ def raw_return_forecasts(dataset: Dataset, scalers: dict, forecasts: dict[str, n
                          indices: np.ndarray) -> dict[str, np.ndarray]:
     """Each predictor's forecast of tomorrow's raw return in percent (empty unless horizon is 1).
 
-    A forecast of the w-day mean implies w·forecast − the w − 1 returns already known (a raw
-    target's forecast is the return itself); persistence is yesterday's raw return and the
-    training mean each asset's mean return on the training days.
+    The network's and the ridge's are `evaluate.implied_return_pct`; persistence is yesterday's
+    raw return and the training mean each asset's mean return on the training days.
     """
-    window, horizon = dataset.smooth_window, dataset.horizon
-    if horizon != 1:
+    if dataset.horizon != 1:
         return {}
     indices, raw = np.asarray(indices), dataset.raw_pct
-    if dataset.target_of == "raw":
-        window = 1
-    known = window * known_part(raw, indices, window)
-    result = {name: window * to_roi_pct(forecasts[name], scalers) - known
+    result = {name: implied_return_pct(dataset, to_roi_pct(forecasts[name], scalers), indices)
               for name in ("hybrid", "ridge") if name in forecasts}
     result["persistence"] = raw[indices - 1]
     mean = raw[dataset.train_idx].mean(axis=0)
