@@ -85,6 +85,21 @@ def test_same_seed_same_weights(dataset, tmp_path):
         np.testing.assert_array_equal(a, b)
 
 
+def test_the_training_step_is_traced_once(dataset, tmp_path, monkeypatch):
+    """TensorFlow traces it a second time if the optimizer's or the metrics' variables are first
+    created inside it: that was half of every training's first epoch."""
+    traces = []
+    original = keras.Model.train_step
+
+    def counted(self, data):
+        traces.append(data)
+        return original(self, data)
+
+    monkeypatch.setattr(keras.Model, "train_step", counted)
+    training.train(dataset, RunParams(**TINY), tmp_path, verbose=0)
+    assert len(traces) == 1
+
+
 def test_highway_starts_at_the_ridge_solution(dataset):
     from roicast.baselines import SharedRidge
 
