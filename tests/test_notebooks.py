@@ -203,9 +203,14 @@ def test_nbval_outputs_of_collect_and_preprocess_match(workdir):
 
 
 def _signal_run(argv: list[str], when, sig: int) -> tuple[int, str]:
-    """Start `roicast run` in a child process, send it `sig` once `when()` holds; its exit code and stderr."""
+    """Start `roicast run` in a child process, send it `sig` once `when()` holds; its exit code and stderr.
+
+    The child gets the default SIGINT action: a shell starts background jobs (`make test &`) with
+    SIGINT ignored, and a child inherits that, so Ctrl-C would never reach it.
+    """
     child = subprocess.Popen([sys.executable, "-m", "roicast", "run", *argv], stdout=subprocess.DEVNULL,
-                             stderr=subprocess.PIPE, text=True, env=os.environ.copy())
+                             stderr=subprocess.PIPE, text=True, env=os.environ.copy(),
+                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.monotonic() + 120
     while not when() and time.monotonic() < deadline and child.poll() is None:
         time.sleep(0.5)
