@@ -1,4 +1,4 @@
-"""Ensemble members: trained as dask tasks on a LocalCluster, the same networks as trained here."""
+"""Ensemble members: side by side in one model or as dask tasks, the same networks as trained alone."""
 
 import os
 
@@ -11,7 +11,7 @@ from roicast.errors import RoicastError
 from roicast.preprocess import build_dataset
 
 keras = pytest.importorskip("keras")
-from roicast import ensemble, member_process, models, training  # noqa: E402
+from roicast import ensemble, member_process, member_stack, models, training  # noqa: E402
 
 TINY = dict(seq_len=20, lstm_units=[4, 2], attention_heads=1, attention_key_dim=2,
             dense_units=4, epochs=2, batch_size=64, n_members=4, seed=11)
@@ -37,6 +37,7 @@ def test_members_after_the_first_cycle_through_the_variants():
     assert ensemble.describe_variant({}) == "the run's network"
 
 
+@pytest.mark.slow
 def test_a_member_trains_the_network_of_its_variant(dataset, tmp_path):
     member = ensemble.train_member(dataset, RunParams(**TINY), 5, tmp_path, {"dense_units": 6})
     saved = models.load_model(tmp_path / "member_5.keras")
@@ -57,29 +58,36 @@ def test_workers_follow_the_cores_and_stay_home_with_one(monkeypatch):
     assert cluster.local_workers(4) == 0
 
 
-def test_members_from_two_workers_for_three_seeds_are_saved_and_in_seed_order(dataset, tmp_path, monkeypatch):
-    from roicast import cluster
-
-    monkeypatch.setattr(cluster.os, "cpu_count", lambda: 2)
-    monkeypatch.delenv(SCHEDULER_ENV, raising=False)
+def test_members_that_cannot_share_a_fit_train_in_stacks_of_their_own(dataset):
     params = RunParams(**TINY)
+    variants = [{}, {"batch_size": 16}, {"dense_units": 6}, {"batch_size": 16, "learning_rate": 1e-4}]
+    grouped = member_stack.stacks(ensemble.member_specs(dataset, params, [1, 2, 3, 4], variants))
+    assert [[spec.seed for spec in stack] for stack in grouped] == [[1, 3], [2, 4]]
+
+
+@pytest.mark.slow
+def test_members_trained_side_by_side_are_the_networks_trained_alone(dataset, tmp_path, monkeypatch):
+    """Each its own shuffle, learning-rate cuts and early stop: the same weights to the last bit."""
+    monkeypatch.delenv(SCHEDULER_ENV, raising=False)
+    params = RunParams(**{**TINY, "epochs": 8, "lr_patience": 1, "early_stopping_patience": 2,
+                          "batch_size": 32})
     first = training.train(dataset, params, tmp_path / "first", verbose=0)
     members, run = ensemble.train_members(dataset, params, tmp_path, first.model, first.info)
-    assert [m.seed for m in members] == [11, 12, 13, 14]
-    assert run["workers"] == 2 and run["scheduler"] is None
-    here = ensemble.train_member(dataset, params, 12, tmp_path)
-    np.testing.assert_allclose(members[1].test, here.test, rtol=0, atol=1e-6,
-                               err_msg="a member trained on the cluster is the one trained here")
-    assert members[1].val_loss == pytest.approx(here.val_loss, abs=1e-6)
-    for member in members[1:]:
+    assert [m.seed for m in members] == [11, 12, 13, 14] and run["scheduler"] is None
+    (tmp_path / "alone").mkdir()
+    alone = [ensemble.train_member(dataset, params, seed, tmp_path / "alone") for seed in (12, 13, 14)]
+    for member, lone in zip(members[1:], alone, strict=True):
+        np.testing.assert_array_equal(member.test, lone.test)
+        assert (member.val_loss, member.epochs_run) == (lone.val_loss, lone.epochs_run)
         saved = models.load_model(tmp_path / "ensemble" / f"member_{member.seed}.keras")
         np.testing.assert_allclose(training.predict(saved, dataset, dataset.test_idx), member.test,
                                    rtol=1e-5, atol=1e-6)
-        assert member.test.shape == (len(dataset.test_idx), len(dataset.assets))
+    assert len({m.epochs_run for m in members[1:]}) > 1, "the members stopped at different epochs"
     assert not np.allclose(members[1].test, members[2].test), "different seeds, different members"
     assert not [p for p in (tmp_path / "ensemble").iterdir() if p.suffix != ".keras"]
 
 
+@pytest.mark.slow
 def test_workers_share_the_cores_and_a_failed_member_names_its_seed(dataset, tmp_path):
     params = RunParams(**TINY)
     with connect(None, 2) as client:
@@ -94,11 +102,11 @@ def test_workers_share_the_cores_and_a_failed_member_names_its_seed(dataset, tmp
 
 def test_a_member_that_fails_here_names_its_seed(dataset, tmp_path):
     with pytest.raises(RoicastError, match="Ensemble member 7 .* failed: ValidationError"):
-        ensemble.train_seeds(dataset, RunParams(**TINY), [7], tmp_path, 0, [{"dense_units": 0}])
+        ensemble.train_seeds(dataset, RunParams(**TINY), [7], tmp_path, [{"dense_units": 0}])
 
 
 def test_an_unreachable_scheduler_from_the_runner_fails_within_seconds_naming_it(dataset, tmp_path,
                                                                                 monkeypatch):
     monkeypatch.setenv(SCHEDULER_ENV, "tcp://127.0.0.1:9")
     with pytest.raises(RoicastError, match="tcp://127.0.0.1:9"):
-        ensemble.train_seeds(dataset, RunParams(**TINY), [12], tmp_path, 0, None, scheduler_address())
+        ensemble.train_seeds(dataset, RunParams(**TINY), [12], tmp_path, None, scheduler_address())

@@ -51,3 +51,23 @@ class WindowBatches(keras.utils.PyDataset):
     def on_epoch_end(self) -> None:
         if self.rng is not None:
             self.order = self._draw_order()
+
+
+class StackedBatches(keras.utils.PyDataset):
+    """Several members' batches side by side, keyed by member name: ({name: windows}, {name: targets})."""
+
+    def __init__(self, names: list[str], streams: list[WindowBatches]):
+        super().__init__()
+        self.names, self.streams = names, streams
+
+    def __len__(self) -> int:
+        return len(self.streams[0])
+
+    def __getitem__(self, batch: int) -> tuple:
+        parts = [stream[batch] for stream in self.streams]
+        return ({n: p[0] for n, p in zip(self.names, parts, strict=True)},
+                {n: p[1] for n, p in zip(self.names, parts, strict=True)})
+
+    def on_epoch_end(self) -> None:
+        for stream in {id(s): s for s in self.streams}.values():
+            stream.on_epoch_end()

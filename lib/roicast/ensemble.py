@@ -33,11 +33,12 @@ from dask.distributed import Client, as_completed
 
 from roicast import backends, evaluate, trading
 from roicast.artefacts import atomic_path, write_json
-from roicast.cluster import connect, local_workers, scheduler_address, workers_per_host
+from roicast.cluster import connect, scheduler_address, workers_per_host
 from roicast.config import RunParams
 from roicast.dataset import Dataset
 from roicast.errors import RoicastError
 from roicast.member_process import train_in_child
+from roicast.member_stack import MemberSpec, stacks, train_stack
 from roicast.preprocess import to_roi_pct
 from roicast.training import predict, train
 
@@ -98,24 +99,44 @@ def _report(member: Member) -> None:
 
 
 @contextmanager
-def _naming(seed: int, variant: dict) -> Iterator[None]:
-    """Turn whatever a member raises into one error that says which member failed."""
+def _naming(seeds: list[int], variants: list[dict]) -> Iterator[None]:
+    """Turn whatever members raise into one error that says which member(s) failed."""
     try:
         yield
     except Exception as exc:
-        raise RoicastError(f"Ensemble member {seed} ({describe_variant(variant)}) failed: "
+        which = ", ".join(f"{seed} ({describe_variant(variant)})"
+                          for seed, variant in zip(seeds, variants, strict=True))
+        raise RoicastError(f"Ensemble member{'s' if len(seeds) > 1 else ''} {which} failed: "
                            f"{type(exc).__name__}: {exc}") from exc
+
+
+def member_specs(dataset: Dataset, params: RunParams, seeds: list[int],
+                 variants: list[dict]) -> list[MemberSpec]:
+    """Each member's seed, parameters (the run's with its variant) and training windows."""
+    specs = []
+    for seed, variant in zip(seeds, variants, strict=True):
+        with _naming([seed], [variant]):
+            windows = bootstrap_indices(dataset.train_idx, seed) if params.bootstrap else dataset.train_idx
+            specs.append(MemberSpec(seed, variant, params.with_variant(variant), windows))
+    return specs
 
 
 def train_here(dataset: Dataset, params: RunParams, seeds: list[int], variants: list[dict],
                out_dir: Path) -> list[Member]:
-    """One member per seed, one after another in this process (a GPU, a single core)."""
-    trained = []
-    for seed, variant in zip(seeds, variants, strict=True):
-        with _naming(seed, variant):
-            trained.append(train_member(dataset, params, seed, out_dir, variant))
-        _report(trained[-1])
-    return trained
+    """Every member in this process, side by side in one model (`member_stack`): each the network
+    it would be if trained alone, at the cost of about one training's overhead."""
+    trained = {}
+    for stack in stacks(member_specs(dataset, params, seeds, variants)):
+        with _naming([spec.seed for spec in stack], [spec.variant for spec in stack]):
+            results = train_stack(dataset, stack)
+        for spec, result in zip(stack, results, strict=True):
+            with atomic_path(Path(out_dir) / f"member_{spec.seed}.keras") as tmp:
+                result.model.save(tmp)
+            info = {"best_val_loss": result.best_val_loss, "epochs_run": result.epochs_run,
+                    "fit_seconds": result.fit_seconds}
+            trained[spec.seed] = _as_member(result.model, dataset, spec.seed, spec.variant, info)
+            _report(trained[spec.seed])
+    return [trained[seed] for seed in seeds]
 
 
 def train_on_cluster(client: Client, dataset: Dataset, params: RunParams, seeds: list[int],
@@ -134,7 +155,7 @@ def train_on_cluster(client: Client, dataset: Dataset, params: RunParams, seeds:
     trained = {}
     for future in as_completed(futures):
         seed, variant = futures[future]
-        with _naming(seed, variant):
+        with _naming([seed], [variant]):
             outcome, model = future.result()
             member = pickle.loads(outcome)
             if isinstance(member, Exception):
@@ -146,42 +167,37 @@ def train_on_cluster(client: Client, dataset: Dataset, params: RunParams, seeds:
     return [trained[seed] for seed in seeds]
 
 
-def train_seeds(dataset: Dataset, params: RunParams, seeds: list[int], out_dir: Path, workers: int,
+def train_seeds(dataset: Dataset, params: RunParams, seeds: list[int], out_dir: Path,
                 variants: list[dict] | None = None, scheduler: str | None = None) -> list[Member]:
-    """One member per seed (with its variant, if given), in seed order: on the cluster of
-    `scheduler` if given, else on a LocalCluster of `workers` processes, or here when 0."""
+    """One member per seed (with its variant, if given), in seed order: as dask tasks on the
+    cluster of `scheduler` if given, else side by side in this process."""
     variants = variants or [{}] * len(seeds)
-    if not seeds or not (scheduler or workers):
+    if not seeds or not scheduler:
         return train_here(dataset, params, seeds, variants, out_dir)
-    with connect(scheduler, workers) as client:
+    with connect(scheduler, 0) as client:
         return train_on_cluster(client, dataset, params, seeds, variants, out_dir)
 
 
-def _where(scheduler: str | None, workers: int) -> str:
-    if scheduler:
-        return f"on the dask cluster at {scheduler}"
-    return f"on a dask LocalCluster of {workers} worker processes" if workers else "in this process"
+def _where(scheduler: str | None) -> str:
+    return f"on the dask cluster at {scheduler}" if scheduler else "side by side in this process"
 
 
 def train_members(dataset: Dataset, params: RunParams, run_dir: Path, first_model: keras.Model,
                   first_info: dict) -> tuple[list[Member], dict]:
     """03_train's model plus the members the run still lacks, saved in ensemble/.
 
-    Returns the members in seed order and how they were trained: wall seconds, this machine's
-    worker processes (0: this process or a remote cluster) and the scheduler, if the runner
-    named one (ROICAST_SCHEDULER).
+    Returns the members in seed order and how they were trained: wall seconds and the
+    scheduler, if the runner named one (ROICAST_SCHEDULER).
     """
     out = Path(run_dir) / "ensemble"
     out.mkdir(parents=True, exist_ok=True)
     seeds, variants = member_seeds(params)[1:], member_variants(params)[1:]
     scheduler = scheduler_address()
-    workers = 0 if scheduler else local_workers(len(seeds))
-    print(f"training {len(seeds)} member(s) {_where(scheduler, workers)}", flush=True)
+    print(f"training {len(seeds)} member(s) {_where(scheduler)}", flush=True)
     start = time.perf_counter()
-    trained = train_seeds(dataset, params, seeds, out, workers, variants, scheduler)
+    trained = train_seeds(dataset, params, seeds, out, variants, scheduler)
     first = _as_member(first_model, dataset, params.seed, {}, first_info)
-    return [first, *trained], {"wall_seconds": time.perf_counter() - start, "workers": workers,
-                               "scheduler": scheduler}
+    return [first, *trained], {"wall_seconds": time.perf_counter() - start, "scheduler": scheduler}
 
 
 def combine(members: list[Member], period: str = "test") -> dict[str, np.ndarray]:
