@@ -1,4 +1,5 @@
-"""Keras's other backends: the same windows as tf.data, training on JAX, models across backends.
+"""Keras's other backends: the same windows as tf.data, training on JAX, models across backends,
+a backend that is not installed, a run without TensorBoard logs.
 
 The tests run under TensorFlow (the default backend); what runs on JAX runs in a subprocess
 with KERAS_BACKEND=jax and TensorFlow made unimportable, as on a GPU machine without it.
@@ -13,10 +14,12 @@ import numpy as np
 import pytest
 
 from roicast.config import RunParams
+from roicast.errors import ParameterError
 from roicast.preprocess import build_dataset
 
 keras = pytest.importorskip("keras")
-from roicast import backends, batches, training  # noqa: E402
+from roicast import backends, batches, config, paths, runner, store, sweep, training  # noqa: E402
+from roicast.cli import main  # noqa: E402
 
 TINY = dict(seq_len=20, lstm_units=[8, 4], attention_heads=2, attention_key_dim=4,
             dense_units=8, epochs=2, batch_size=64)
@@ -149,3 +152,41 @@ def test_a_model_saved_under_tensorflow_loads_under_jax(tmp_path):
     loaded = _run(LOAD_ON_JAX, "jax", tmp_path)
     assert loaded["backend"] == "jax" and loaded["loss"] == "WeightedBinaryCrossentropy"
     assert loaded["gap"] < 1e-5
+
+
+def test_a_backend_that_is_not_installed_stops_before_the_run_naming_its_extra(monkeypatch, capsys):
+    installed = config.find_spec
+    monkeypatch.setattr(config, "find_spec", lambda name: None if name == "torch" else installed(name))
+    monkeypatch.setattr(runner, "_execute", lambda nb, *args: pytest.fail(f"{nb} was started"))
+    assert main(["run", "--run-id", "on-torch", "-p", "backend", "torch"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "backend 'torch' needs torch, which is not installed" in err
+    assert '.venv/bin/pip install -e ".[torch]"' in err
+    assert not paths.runs_dir().exists()
+    with pytest.raises(ParameterError, match=r'pip install -e "\.\[torch\]"'):
+        sweep.expand_grid({"backend": ["tensorflow", "torch"]})
+
+
+def test_a_run_on_jax_without_tensorboard_logs_is_complete(monkeypatch):
+    pytest.importorskip("jax")
+    seen = []
+
+    def execute(nb, params, *args, **kwargs):  # each step as the store sees it; 03 writes no logs/
+        seen.append(os.environ["KERAS_BACKEND"])
+        step = store.open_step(params.run_id, nb)
+        for name in store.SPECS[nb].writes:
+            if name in ("ensemble", "forecasts"):
+                (step.dir / name).mkdir(exist_ok=True)
+            elif name != "logs":
+                (step.dir / name).write_text(json.dumps({"made_by": nb}))
+        step.finish(params)
+
+    monkeypatch.setattr(runner, "_execute", execute)
+    params = runner.resolve_params({"backend": "jax"}, "on-jax", None)
+    result = runner.run_chain(params, log=lambda line: None)
+    assert result.status == "succeeded" and seen == ["jax"] * len(paths.NOTEBOOKS)
+    assert not (paths.run_dir("on-jax") / "logs").exists()
+    assert store.complete_steps(paths.run_dir("on-jax")) == list(paths.NOTEBOOKS)
+    assert store.run_status("on-jax") == "succeeded"
+    with pytest.raises(ParameterError, match="is complete; nothing to resume"):
+        runner.resume_notebooks("on-jax")

@@ -113,6 +113,9 @@ def test_member_variants_come_from_the_command_line_and_are_checked():
     ({"run_id": "r" * 101}, "parameter 'run_id'"),
     ({"csv_date_format": "dd/mm/yyyy"}, "is not a date format; write one with strftime codes"),
     ({"csv_decimal": ";"}, "parameter 'csv_decimal'"),
+    ({"forecast_source": "csv"}, "forecast_source='csv' needs forecast_csv_path"),
+    ({"forecast_csv_path": "new.csv", "source": "yahoo"}, "forecast_csv_path is read only when the "
+     "forecast's prices come from a CSV, not from 'yahoo': add forecast_source='csv'"),
 ])
 def test_every_bound_is_checked_before_anything_runs(values, message):
     with pytest.raises(ParameterError, match=message):
@@ -156,3 +159,20 @@ def test_what_a_notebook_prints_is_passed_on_line_by_line():
     assert lines == ["    03 | Epoch 1/2"]
     progress.write("\n")
     assert lines[-1] == "    03 | 10/10 - 1s - loss: 0.1"
+
+
+def test_a_folder_it_may_not_write_stops_the_command_in_one_line(capsys, monkeypatch):
+    import errno
+
+    from roicast import runner, store
+
+    locks = paths.runs_dir() / ".locks"
+
+    def refused(run_id):
+        raise PermissionError(errno.EACCES, "Permission denied", str(locks))
+
+    monkeypatch.setattr(store, "acquire", refused)
+    monkeypatch.setattr(runner, "_execute", lambda nb, *args: pytest.fail(f"{nb} was started"))
+    code, err = _run(capsys, "--run-id", "locked-out")
+    assert code == 2 and err == (f"roicast: error: {locks}: Permission denied; make it writable for this "
+                                 "user, or set ROICAST_WORKDIR to a folder that is.\n")

@@ -69,6 +69,7 @@ def test_members_that_cannot_share_a_fit_train_in_stacks_of_their_own(dataset):
 def test_members_trained_side_by_side_are_the_networks_trained_alone(dataset, tmp_path, monkeypatch):
     """Each its own shuffle, learning-rate cuts and early stop: the same weights to the last bit."""
     monkeypatch.delenv(SCHEDULER_ENV, raising=False)
+    monkeypatch.setattr(ensemble, "local_workers", lambda n_tasks: 0)  # as with a GPU or one core
     params = RunParams(**{**TINY, "epochs": 8, "lr_patience": 1, "early_stopping_patience": 2,
                           "batch_size": 32})
     first = training.train(dataset, params, tmp_path / "first", verbose=0)
@@ -102,11 +103,11 @@ def test_workers_share_the_cores_and_a_failed_member_names_its_seed(dataset, tmp
 
 def test_a_member_that_fails_here_names_its_seed(dataset, tmp_path):
     with pytest.raises(RoicastError, match="Ensemble member 7 .* failed: ValidationError"):
-        ensemble.train_seeds(dataset, RunParams(**TINY), [7], tmp_path, [{"dense_units": 0}])
+        ensemble.train_seeds(dataset, RunParams(**TINY), [7], tmp_path, 0, [{"dense_units": 0}])
 
 
 def test_an_unreachable_scheduler_from_the_runner_fails_within_seconds_naming_it(dataset, tmp_path,
                                                                                 monkeypatch):
     monkeypatch.setenv(SCHEDULER_ENV, "tcp://127.0.0.1:9")
     with pytest.raises(RoicastError, match="tcp://127.0.0.1:9"):
-        ensemble.train_seeds(dataset, RunParams(**TINY), [12], tmp_path, None, scheduler_address())
+        ensemble.train_seeds(dataset, RunParams(**TINY), [12], tmp_path, 0, None, scheduler_address())

@@ -3,7 +3,8 @@
 import pandas as pd
 import pytest
 
-from roicast import forecast
+from roicast import artefacts, forecast, paths
+from roicast.config import RunParams
 from roicast.errors import DataError, ParameterError
 
 DAYS = pd.bdate_range("2022-12-01", "2022-12-30")
@@ -38,3 +39,16 @@ def test_a_missing_trained_asset_stops_and_an_extra_one_is_ignored():
 def test_staleness_counts_business_days():
     assert forecast.staleness_days(pd.Timestamp("2022-12-30"), pd.Timestamp("2023-01-03")) == 2
     assert forecast.staleness_days(pd.Timestamp("2023-01-03"), pd.Timestamp("2023-01-03")) == 0
+
+
+def test_a_forecast_takes_none_of_its_own_parameters_from_the_run():
+    saved = RunParams(run_id="r", source="csv", csv_path="/data/old.csv", asof="2022-06-01", refit=True,
+                      forecast_days=10, seq_len=30)
+    artefacts.write_json(paths.run_dir("r") / "params.json", saved.model_dump())
+    params = forecast.run_params("r")
+    assert (params.asof, params.refit, params.forecast_days, params.seq_len) == (None, False, 5, 30)
+    assert forecast.price_source(params) == {"source": "csv", "csv_path": "/data/old.csv"}
+    own = params.model_copy(update={"forecast_csv_path": "/data/new.csv"})
+    assert forecast.price_source(own) == {"source": "csv", "csv_path": "/data/new.csv"}
+    assert forecast.price_source(params.model_copy(update={"forecast_source": "yahoo"})) == {
+        "source": "yahoo", "csv_path": None}

@@ -6,16 +6,22 @@ warning saying what was decided, or refused with a `DataError` naming what to pa
 """
 
 import ast
+import csv
+import datetime as dt
 import os
+import re
 import subprocess
 import sys
 import tomllib
+import warnings
 
 import nbformat
 import numpy as np
 import pandas as pd
 import pytest
 import yaml
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from roicast import checkout, collect, csvformat, paths, sources
 from roicast.config import RunParams, notebook_params, unknown_names, validate_params
@@ -145,20 +151,209 @@ def test_semicolons_with_decimal_commas_are_detected(tmp_path, wide):
     pd.testing.assert_frame_equal(read(path), prices, check_freq=False)
 
 
-def test_quoted_decimal_commas_between_commas_need_csv_decimal(tmp_path, wide):
-    prices = wide.round(2)
+def test_quoted_decimal_commas_between_commas_are_read_as_the_data_show(tmp_path, wide):
+    prices = wide.round(2)  # '91,23' can only be a decimal comma: no thousands group has 2 digits
     path = tmp_path / "quoted.csv"
     write_dated(path, european(prices), "%Y-%m-%d", quoting=1)
-    with pytest.raises(DataError, match="decimal commas .*pass csv_decimal ','"):
-        read(path)
-    pd.testing.assert_frame_equal(read(path, decimal=","), prices, check_freq=False)
+    pd.testing.assert_frame_equal(read(path), prices, check_freq=False)
+    with pytest.raises(DataError, match=r"column 'AAPL' holds '88,80' on 2020-06-29, which is not a "
+                                        r"number with decimal mark '\.'"):
+        read(path, decimal=".")
 
 
-def test_a_file_with_only_a_date_column_says_so(tmp_path):
-    path = tmp_path / "dates.csv"
-    path.write_text("Date\n2022-01-03\n2022-01-04\n")
-    with pytest.raises(DataError, match="holds only its date column 'Date', no prices"):
+# --- numbers: each the number in the file, or a DataError naming the cell (issue 24) ----------
+
+def grouped(frame: pd.DataFrame, thousands: str, decimal: str = ".", decimals: int = 3) -> pd.DataFrame:
+    """Prices as text with `thousands` between groups of three digits: 1,790.800."""
+    def text(value: float) -> str:
+        number = f"{value:,.{decimals}f}"
+        return number.translate(str.maketrans({",": thousands, ".": decimal}))
+    return frame.map(text)
+
+
+def test_quoted_thousands_separators_keep_every_asset(tmp_path, sample_prices):
+    """The issue's file: six assets, four of them above 1,000, quoted as "1,790.800"."""
+    prices = sample_prices.iloc[:40, :6].copy()
+    prices.iloc[:, :4] *= 20
+    prices = prices.round(3)
+    path = tmp_path / "thousands.csv"
+    grouped(prices, ",").rename_axis("Date").to_csv(path)
+    assert '"1,' in path.read_text()
+    result = collect.collect_prices(RunParams(source="csv", csv_path=str(path)))
+    pd.testing.assert_frame_equal(result.prices, prices, check_freq=False)
+    assert result.info["warnings"] == []
+
+
+@pytest.mark.parametrize("sep, decimal, thousands", [
+    (",", ".", "'"), (",", ".", "’"), (",", ".", " "), (";", ",", "."), (";", ",", " "),
+    (";", ",", "\u00a0"), (";", ",", "\u2009"), (";", ",", "\u202f"), ("\t", ".", ","),
+], ids=["apostrophe", "right-quote", "space", "dot", "space-comma", "nbsp", "thin", "narrow-nbsp",
+        "tab-comma"])
+def test_thousands_separators_of_every_kind_are_read(tmp_path, wide, sep, decimal, thousands):
+    prices = (wide * 100).round(2)
+    path = tmp_path / "grouped.csv"
+    grouped(prices, thousands, decimal, decimals=2).rename_axis("Date").to_csv(path, sep=sep)
+    pd.testing.assert_frame_equal(read(path), prices, check_freq=False)
+
+
+def test_unquoted_thousands_commas_between_commas_stop_instead_of_losing_digits(tmp_path):
+    path = tmp_path / "unquoted.csv"
+    path.write_text("Date,A\n2022-01-03,1,790.80\n2022-01-04,1,791.20\n")
+    with pytest.raises(DataError, match=r"Line 2 of .* more fields than its header.*Quote every number"):
         read(path)
+    path.write_text("Date,A\n2022-01-03,1790.80,\n2022-01-04,1791.20,\n")  # trailing delimiters
+    assert read(path)["A"].tolist() == [1790.8, 1791.2]
+
+
+def test_currency_symbols_before_or_after_a_price_are_dropped(tmp_path):
+    path = tmp_path / "money.csv"
+    path.write_text("Date;US;EU;GB\n2022-01-03;$1,790.80;1.790,80 €;£ 12.5\n"
+                    "2022-01-04;US$ 1,791.20;1.791,20 EUR;GBP 13\n", encoding="utf-8")
+    with pytest.raises(DataError, match="'EU' holds '1.790,80 €'"):
+        read(path)  # one file, one decimal mark
+    path.write_text("Date;US;GB\n2022-01-03;$1,790.80;£ 12.5\n2022-01-04;US$ 1,791.20;GBP 13\n")
+    assert read(path).to_dict("list") == {"US": [1790.8, 1791.2], "GB": [12.5, 13.0]}
+
+
+def test_a_column_name_given_twice_is_refused_naming_it(tmp_path):
+    path = tmp_path / "twice.csv"
+    path.write_text("Date,AAPL,AAPL,BAC\n2022-01-03,1,2,3\n")
+    with pytest.raises(DataError, match=r"more than one column 'AAPL' \(its columns: Date, AAPL, "
+                                        r"AAPL, BAC\)"):
+        read(path)
+
+
+def test_percentages_are_no_prices(tmp_path):
+    path = tmp_path / "returns.csv"
+    path.write_text("Date,A,B\n2022-01-03,1.5,0.5%\n2022-01-04,1.6,-1.2%\n")
+    with pytest.raises(DataError, match="column 'B' holds percentages such as '0.5%', not prices"):
+        read(path)
+
+
+@pytest.mark.parametrize("content, message", [
+    ("Date,A,Sector\n2022-01-03,1.5,Tech\n", "column 'Sector' holds 'Tech' on 2022-01-03"),
+    ("Date,A\n2022-01-03,1.5\n2022-01-04,1.6.2\n", "column 'A' holds '1.6.2' on 2022-01-04"),
+    ("date,ticker,close\n2022-01-03,A,1.5\n2022-01-03,B,#VALUE!\n",
+     "column 'close' of ticker B holds '#VALUE!'"),
+    ("Date,Open,Close,Volume\n2022-01-03,1,n.a.,10\n", "column 'Close' holds 'n.a.'"),
+], ids=["wide-text", "wide-number", "long", "one-asset"])
+def test_a_cell_that_is_no_number_stops_naming_its_column_and_the_cell(tmp_path, content, message):
+    path = tmp_path / "AAPL.csv"
+    path.write_text(content)
+    with pytest.raises(DataError, match=re.escape(message)), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RoicastWarning)
+        read(path)
+
+
+def test_empty_na_and_dash_cells_are_missing_prices(tmp_path):
+    path = tmp_path / "holes.csv"
+    path.write_text("Date,A\n2022-01-03,1.5\n2022-01-04,\n2022-01-05,NA\n2022-01-06,-\n"
+                    "2022-01-07,2\n")
+    assert read(path)["A"].isna().tolist() == [False, True, True, True, False]
+
+
+def test_a_mark_the_prices_leave_open_stops_and_asks_for_csv_decimal(tmp_path):
+    path = tmp_path / "open.csv"
+    path.write_text('Date;A\n2022-01-03;1.234\n2022-01-04;5.678\n')
+    with pytest.raises(DataError, match=r"'1.234' read as 1.234 with a decimal point and as 1234 "
+                                        r"with a decimal comma.*Pass csv_decimal"):
+        read(path)
+    assert read(path, decimal=",")["A"].tolist() == [1234, 5678]
+    assert read(path, decimal=".")["A"].tolist() == [1.234, 5.678]
+    path.write_text('Date,A\n2022-01-03,"1,234"\n2022-01-04,"5,678"\n')
+    with pytest.raises(DataError, match="Pass csv_decimal"):
+        read(path)
+    path.write_text('Date,A,B\n2022-01-03,"1,234",0.5\n')  # another price settles it
+    assert read(path).to_dict("list") == {"A": [1234.0], "B": [0.5]}
+    path.write_text('Date,A\n2022-01-03,1.234\n2022-01-04,5.678\n')  # between commas: a point
+    assert read(path)["A"].tolist() == [1.234, 5.678]
+
+
+def test_a_footer_row_is_dropped_with_a_warning_showing_it(tmp_path, wide):
+    path = tmp_path / "footer.csv"
+    wide.rename_axis("Date").to_csv(path)
+    with path.open("a") as file:
+        file.write("Source: Yahoo Finance; prices in USD,,\n")
+    with pytest.warns(RoicastWarning, match=r"1 row\(s\) with no readable date in 'Date' ignored, "
+                                            r"e.g. 'Source: Yahoo Finance; prices in USD'"):
+        prices = read(path)
+    pd.testing.assert_frame_equal(prices, wide, check_freq=False)
+
+
+# --- property: random prices written in every supported layout read back exactly ----------------
+
+RESERVED = {name.upper() for name in (*sources.DATE_NAMES, *sources.TICKER_NAMES,
+                                      *sources.PRICE_NAMES, *sources.OHLCV_NAMES, "NA", "NULL")}
+FORMATS = {  # delimiter, decimal mark, thousands separator
+    "plain": (",", ".", ""), "quoted-commas": (",", ".", ","), "apostrophe": (",", ".", "'"),
+    "tab": ("\t", ".", ","), "semicolon-comma": (";", ",", ""), "semicolon-dots": (";", ",", "."),
+    "semicolon-space": (";", ",", " "), "nbsp": (";", ",", "\u00a0"), "thin": (";", ",", "\u2009"),
+    "narrow-nbsp": (";", ",", "\u202f"), "right-quote": (",", ".", "’"),
+}
+
+
+def written(units: int | None, decimals: int, decimal: str, thousands: str, money: str) -> str:
+    """A price of `units` / 10**decimals as a file writes it: '$1,790.80', '1.790,80'."""
+    if units is None:
+        return ""
+    whole, part = divmod(units, 10**decimals)
+    number = f"{whole:,}".replace(",", thousands) + (f"{decimal}{part:0{decimals}d}" if decimals else "")
+    return money.replace("#", number)
+
+
+@st.composite
+def price_files(draw):
+    assets = draw(st.lists(st.from_regex(r"[A-Z]{1,5}", fullmatch=True).filter(
+        lambda name: name not in RESERVED), min_size=1, max_size=4, unique=True))
+    days = draw(st.lists(st.dates(dt.date(1990, 1, 1), dt.date(2030, 12, 31)), min_size=2,
+                         max_size=12, unique=True))
+    decimals = draw(st.integers(0, 4))
+    units = st.integers(1, 10**7) | st.none()  # the price times 10**decimals, or a hole
+    table = draw(st.lists(st.lists(units, min_size=len(assets), max_size=len(assets)),
+                          min_size=len(days), max_size=len(days)))
+    return {"assets": assets, "days": sorted(days), "decimals": decimals, "units": table,
+            "layout": draw(st.sampled_from(["wide", "long", "one-asset"])),
+            "format": draw(st.sampled_from(sorted(FORMATS))),
+            "money": draw(st.sampled_from(["#", "$#", "# €", "USD #"]))}
+
+
+def write_prices(path, file: dict) -> pd.DataFrame:
+    """Write `file` as a CSV in its layout and format; the prices it holds, as floats."""
+    sep, decimal, thousands = FORMATS[file["format"]]
+    dates = [day.isoformat() for day in file["days"]]
+    assets = file["assets"][:1] if file["layout"] == "one-asset" else file["assets"]
+    units = [row[: len(assets)] for row in file["units"]]
+    text = pd.DataFrame([[written(u, file["decimals"], decimal, thousands, file["money"]) for u in row]
+                         for row in units], index=pd.Index(dates, name="Date"), columns=assets)
+    if file["layout"] == "long":
+        text = text.stack().rename("Close").rename_axis(["Date", "Ticker"]).reset_index()
+    elif file["layout"] == "one-asset":
+        columns = {name: text[assets[0]] for name in ("Open", "High", "Low", "Close")}
+        text = pd.DataFrame(columns).assign(Volume="1000").reset_index()
+    else:
+        text = text.reset_index()
+    text.to_csv(path, sep=sep, index=False, quoting=csv.QUOTE_MINIMAL, encoding="utf-8")
+    values = [[np.nan if u is None else float(written(u, file["decimals"], ".", "", "#"))
+               for u in row] for row in units]
+    return pd.DataFrame(values, index=pd.DatetimeIndex(dates, name="date"), columns=assets)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(file=price_files())
+def test_random_prices_read_back_exactly_in_every_layout_and_format(tmp_path, file):
+    path = tmp_path / "prices.csv"
+    expected = write_prices(path, file)
+    decimal = FORMATS[file["format"]][1]
+    ticker = file["assets"][0] if file["layout"] == "one-asset" else None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RoicastWarning)
+        try:
+            prices = read(path, ticker=ticker)
+        except DataError as error:  # only a file whose every mark could go either way
+            assert "Pass csv_decimal" in str(error) and file["decimals"] in (0, 3), error
+            prices = read(path, ticker=ticker, decimal=decimal)
+    pd.testing.assert_frame_equal(prices[sorted(prices.columns)], expected[sorted(expected.columns)],
+                                  check_freq=False, check_names=False)
 
 
 # --- encodings and files that are no CSV ------------------------------------------------------

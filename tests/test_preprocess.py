@@ -1,9 +1,11 @@
 import json
 
+import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import pytest
 
+from roicast import plots
 from roicast.config import RunParams
 from roicast.errors import DataError, RoicastWarning
 from roicast.preprocess import (
@@ -12,6 +14,7 @@ from roicast.preprocess import (
     log_returns_pct,
     scaler_from_dict,
     to_roi_pct,
+    transform_stages,
 )
 
 from .conftest import random_walk_prices
@@ -100,3 +103,16 @@ def test_periods_do_not_share_smoothed_days(small_prices):
     assert arrays.test_idx[0] - arrays.val_idx[-1] > params.smooth_window
     periods = info["periods"]
     assert periods["train"]["end"] < periods["val"]["start"] < periods["test"]["start"]
+
+
+def test_a_single_asset_goes_through_preprocessing_and_every_plot_of_02():
+    """`-p min_assets 1` on one asset's export: nothing in 02 needs a second asset."""
+    prices = random_walk_prices(300, 1)
+    assert 0 <= guide_log1p_nan_share(prices) <= 1
+    arrays, _, info = build_dataset(prices, RunParams(min_assets=1, **SMALL))
+    assert info["assets"] == ["A0"] and info["window_shape"][1] == 1
+    figures = [plots.plot_return_distributions(transform_stages(prices, arrays)),
+               plots.plot_correlation_heatmap(log_returns_pct(prices)),
+               plots.plot_periods(arrays)]
+    assert all(figure.axes for figure in figures)
+    plt.close("all")

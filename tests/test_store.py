@@ -1,21 +1,24 @@
 """The run store: ids that stay inside data/runs/, runs as records, lineage, locks, a sturdy index."""
 
+import errno
 import json
 import os
 import stat
 import subprocess
 import sys
+import tempfile
 import threading
 import time
+from pathlib import Path
 
 import pandas as pd
 import papermill
 import pytest
 
-from roicast import artefacts, paths, reports, store, yahoo
+from roicast import artefacts, cli, paths, reports, runner, store, yahoo
 from roicast.cli import main
 from roicast.config import validate_params
-from roicast.errors import MissingArtefactError, ParameterError, RunInUseError
+from roicast.errors import MissingArtefactError, ParameterError, RunInUseError, storage_error
 from roicast.runner import resolve_params
 
 
@@ -135,8 +138,10 @@ def test_re_running_a_step_with_other_parameters_removes_what_was_made_from_it()
     assert store.complete_steps(run) == list(paths.NOTEBOOKS)
     (run / "dataset.npz").write_text("scaled another way")  # 02 re-run with scaler=standard …
     store.open_step("lab", "02_preprocess").finish(validate_params({"run_id": "lab", "scaler": "standard"}))
-    for gone in ("model.keras", "train.json", "predictions.parquet", "evaluation.json", "ensemble"):
+    for gone in ("model.keras", "train.json", "predictions.parquet", "evaluation.json", "ensemble",
+                 "forecasts", "forecast.json"):
         assert not (run / gone).exists(), gone
+    assert set(store.read_lineage(run)) == {"01_collect", "02_preprocess"}
     with pytest.raises(MissingArtefactError, match="model.keras.*03_train"):
         store.open_step("lab", "04_evaluate")  # … then 04 without 03 stops, naming what to run
     metrics = json.loads((run / "metrics.json").read_text())
@@ -255,3 +260,166 @@ def test_the_artefact_table_covers_the_chain_in_order():
     for spec in store.STEPS:
         assert all(store.PRODUCER[name] < spec.name for name in spec.reads)  # data flows one way
         assert store.declared_parameters(spec.name)[0] == "run_id"
+
+
+def _no_notebooks(monkeypatch, execute=None):
+    """The runner's notebooks replaced by `execute` (default: refuse to start one)."""
+
+    def refuse(nb, *args, **kwargs):
+        raise AssertionError(f"{nb} was started")
+
+    monkeypatch.setattr(runner, "_execute", execute or refuse)
+    monkeypatch.setattr(cli, "_print_forecast", lambda run_id: None)
+
+
+def _fake_forecast(seen: list):
+    """06_forecast as far as the run store sees it: the parameters it gets and what it writes."""
+
+    def execute(nb, params, *args, **kwargs):
+        own = {name: getattr(params, name) for name in store.own_parameters(nb)}
+        seen.append(own)
+        step = store.open_step(params.run_id, nb)
+        info = {"asof": own["asof"] or "2022-12-28", "params": own}
+        artefacts.write_json(step.dir / "forecast.json", {"forecast": info})
+        step.finish(params)
+
+    return execute
+
+
+def _trained_run(run_id: str) -> None:
+    """A fake run with the runner's params.json."""
+    _fake_chain(run_id)
+    params = validate_params({"run_id": run_id})
+    artefacts.write_json(paths.run_dir(run_id) / "params.json", params.model_dump())
+
+
+def _record(run_id: str) -> dict[str, bytes]:
+    run = paths.run_dir(run_id)
+    return {name: (run / name).read_bytes() for name in ("params.json", store.LINEAGE)}
+
+
+def test_a_forecast_with_other_prices_leaves_the_run_record_as_it_was(monkeypatch, tmp_path):
+    _trained_run("rec")
+    run = paths.run_dir("rec")
+    before, seen = _record("rec"), []
+    _no_notebooks(monkeypatch, _fake_forecast(seen))
+    new = tmp_path / "new.csv"
+    assert main(["forecast", "--run-id", "rec", "-p", "source", "csv", "-p", "csv_path", str(new),
+                 "--asof", "2022-12-20", "-p", "seq_len", "60"]) == 0  # seq_len repeats the run's
+    assert _record("rec") == before
+    assert seen[-1] == {"asof": "2022-12-20", "forecast_days": 5, "max_staleness_days": 5,
+                        "forecast_source": "csv", "forecast_csv_path": str(new), "refit": False}
+    own = json.loads((run / "forecasts" / "lineage.json").read_text())["06_forecast"]["params"]
+    assert own == {"run_id": "rec", **seen[-1]}  # the forecast's own record, beside its outputs
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["params"]["source"] == "sample" and metrics["params"]["forecast_csv_path"] is None
+    assert metrics["forecast"]["params"] == seen[-1]
+
+    assert main(["forecast", "--run-id", "rec"]) == 0  # the run's own prices, the newest day
+    assert seen[-1]["asof"] is None and seen[-1]["forecast_source"] is None
+    assert seen[-1]["forecast_csv_path"] is None
+    assert _record("rec") == before
+    assert store.complete_steps(run) == list(paths.NOTEBOOKS) and store.run_status("rec") == "succeeded"
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["-p", "seq_len", "30"], "seq_len belongs to the training of run 'rec', which a forecast never changes"),
+    (["-p", "csv_path", "new.csv"], "forecast_csv_path is read only when the forecast's prices come from "
+                                    "a CSV, not from 'sample'"),
+    (["-p", "source", "csv", "-p", "forecast_source", "yahoo"], "source and forecast_source disagree"),
+])
+def test_a_forecast_refuses_what_it_cannot_honour(flags, message, monkeypatch, capsys):
+    _trained_run("rec")
+    before = _record("rec")
+    _no_notebooks(monkeypatch)
+    for argv in (["forecast", "--run-id", "rec", *flags], ["run", "--only", "06", "--run-id", "rec", *flags]):
+        assert main(argv) == 2
+        assert message in capsys.readouterr().err
+    assert _record("rec") == before
+
+
+def _earlier_run() -> dict:
+    _fake_chain("earlier")
+    return {path: path.read_bytes() for path in paths.run_dir("earlier").rglob("*") if path.is_file()}
+
+
+def _one_line_error(capsys) -> str:
+    err = capsys.readouterr().err
+    assert err.startswith("roicast: error: ") and err.count("\n") == 1, err
+    return err
+
+
+def _executed(nb, params, report_dir, *args, **kwargs):
+    (report_dir / f"{nb}.ipynb").write_text("{}")
+
+
+def test_a_full_disk_while_rendering_fails_the_run_in_one_line(monkeypatch, capsys):
+    earlier = _earlier_run()
+    html = paths.report_dir("full") / "01_collect.html"
+
+    def full_disk(executed, with_code=False):
+        raise OSError(errno.ENOSPC, "No space left on device", str(html))
+
+    _no_notebooks(monkeypatch, _executed)
+    monkeypatch.setattr(reports, "render_notebook", full_disk)
+    assert main(["run", "--run-id", "full"]) == 2
+    err = _one_line_error(capsys)
+    assert f"run full failed: {html}: No space left on device; free space there" in err
+    assert store.run_status("full") == "failed"
+    assert {path: path.read_bytes() for path in earlier} == earlier
+
+
+def test_a_write_that_finds_the_disk_full_names_its_file_and_leaves_no_temporary_file(monkeypatch, capsys):
+    earlier = _earlier_run()
+    write_text = Path.write_text
+
+    def full_for_params(self, *args, **kwargs):
+        if self.name.startswith(".params.json."):
+            raise OSError(errno.ENOSPC, "No space left on device")  # write() names no file
+        return write_text(self, *args, **kwargs)
+
+    _no_notebooks(monkeypatch)
+    monkeypatch.setattr(Path, "write_text", full_for_params)
+    assert main(["run", "--run-id", "full"]) == 2
+    err = _one_line_error(capsys)
+    assert f"{paths.run_dir('full') / 'params.json'}: No space left on device" in err
+    assert not list(paths.workdir().rglob("*.tmp*"))
+    assert store.run_status("full") == "failed"
+    assert {path: path.read_bytes() for path in earlier} == earlier
+
+
+@pytest.mark.parametrize("code, cause", [(errno.EACCES, "Permission denied"),
+                                         (errno.EROFS, "Read-only file system")])
+def test_a_reports_folder_that_refuses_writes_fails_the_run_in_one_line(code, cause, monkeypatch, capsys):
+    earlier = _earlier_run()
+    mkstemp = tempfile.mkstemp
+
+    def refuse_reports(*args, dir=None, **kwargs):
+        if Path(dir).is_relative_to(paths.reports_dir()):
+            raise OSError(code, cause, str(dir))
+        return mkstemp(*args, dir=dir, **kwargs)
+
+    _no_notebooks(monkeypatch)
+    monkeypatch.setattr(tempfile, "mkstemp", refuse_reports)
+    assert main(["run", "--run-id", "refused"]) == 2
+    err = _one_line_error(capsys)
+    assert f"{paths.report_dir('refused')}: {cause}; " in err and "ROICAST_WORKDIR" in err
+    assert store.run_status("refused") == "failed"
+    assert {path: path.read_bytes() for path in earlier} == earlier
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only folders")
+def test_a_read_only_runs_folder_stops_in_one_line(monkeypatch, capsys):
+    _no_notebooks(monkeypatch)
+    paths.runs_dir().mkdir(parents=True)
+    paths.runs_dir().chmod(0o555)
+    try:
+        assert main(["run", "--run-id", "ro"]) == 2
+    finally:
+        paths.runs_dir().chmod(0o755)
+    assert "Permission denied; make it writable" in _one_line_error(capsys)
+
+
+def test_an_os_error_that_is_no_disk_problem_is_a_bug_with_its_traceback():
+    assert storage_error(OSError(errno.EBADF, "Bad file descriptor")) is None
+    assert storage_error(MissingArtefactError("model.keras does not exist.")) is None

@@ -29,7 +29,11 @@ def _umask() -> int:
 
 @contextmanager
 def atomic_path(path: Path) -> Iterator[Path]:
-    """Yield a temporary path beside `path`; rename it onto `path` only on success."""
+    """Yield a temporary path beside `path`; rename it onto `path` only on success.
+
+    An OSError on the way names `path` (a full disk fails a write() that names no file, or
+    names the temporary one), and the temporary file is removed.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=f".tmp{path.suffix}")
@@ -39,6 +43,10 @@ def atomic_path(path: Path) -> Iterator[Path]:
     try:
         yield tmp_path
         os.replace(tmp_path, path)
+    except OSError as exc:
+        if exc.errno is not None and exc.filename in (None, tmp):
+            exc.filename = str(path)
+        raise
     finally:
         tmp_path.unlink(missing_ok=True)
 

@@ -5,9 +5,15 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from roicast import __version__, paths
-from roicast.errors import ParameterError, RoicastError, RunInterrupted
+from roicast.errors import ParameterError, RoicastError, RunInterrupted, storage_error
+
+if TYPE_CHECKING:
+    from roicast.config import RunParams
+
+FORECAST_ALIASES = {"source": "forecast_source", "csv_path": "forecast_csv_path"}  # the new prices'
 
 
 def _run_parser(sub) -> None:
@@ -53,12 +59,16 @@ def _print_headline(run_id: str) -> None:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from roicast.config import read_values
-    from roicast.runner import resolve_params, run_chain
+    from roicast.runner import resolve_params, run_chain, select_notebooks
 
     only = [part.strip() for part in args.only.split(",")] if args.only else None
     if only and args.resume:
         raise ParameterError("--only and --resume exclude each other: --resume picks the notebooks itself.")
-    params = resolve_params(read_values(args.params, args.parameter), args.run_id, only, args.resume)
+    values = read_values(args.params, args.parameter)
+    if only and select_notebooks(only) == ["06_forecast"]:
+        params = forecast_params(values, args.run_id)
+    else:
+        params = resolve_params(values, args.run_id, only, args.resume)
     result = run_chain(params, only=only, with_code=args.with_code, overwrite=args.overwrite,
                        resume=args.resume, quiet=args.quiet, scheduler=args.scheduler)
     print(f"\nReport: {result.report_index}")
@@ -67,14 +77,44 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def forecast_params(values: dict, run_id: str | None) -> "RunParams":
+    """The parameters of one forecast: the run's record, and the forecast's own (06_forecast's;
+    `source` and `csv_path` name the new prices) from `values` or their defaults, never an earlier
+    forecast's. A parameter of the run's training may only repeat its recorded value."""
+    from roicast import store
+    from roicast.config import RunParams
+    from roicast.runner import resolve_params
+
+    values = dict(values)
+    for name, target in FORECAST_ALIASES.items():
+        if name in values:
+            if target in values and values[target] != values[name]:
+                raise ParameterError(f"{name} and {target} disagree; in a forecast both name the new "
+                                     f"prices' {name}: give one of them.")
+            values[target] = values.pop(name)
+    own = store.own_parameters("06_forecast")
+    params = resolve_params({**{name: RunParams.model_fields[name].default for name in own}, **values},
+                            run_id, ["06_forecast"])
+    recorded = resolve_params({}, params.run_id, ["06_forecast"])
+    changed = sorted(name for name in values
+                     if name not in own and getattr(params, name) != getattr(recorded, name))
+    if changed:
+        raise ParameterError(
+            f"{', '.join(changed)} belong{'s' if len(changed) == 1 else ''} to the training of run "
+            f"'{params.run_id}', which a forecast never changes; a forecast takes only "
+            f"{', '.join(own)} (with source and csv_path for forecast_source and forecast_csv_path). "
+            "Train a new run with `roicast run` for other settings.")
+    return params
+
+
 def cmd_forecast(args: argparse.Namespace) -> int:
     from roicast.config import read_values
-    from roicast.runner import resolve_params, run_chain
+    from roicast.runner import run_chain
 
     values = read_values(args.params, args.parameter)
     if args.asof:
         values["asof"] = args.asof
-    params = resolve_params(values, args.run_id, ["06_forecast"])
+    params = forecast_params(values, args.run_id)
     run_chain(params, only=["06_forecast"], quiet=args.quiet)
     _print_forecast(params.run_id)
     return 0
@@ -142,6 +182,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except RoicastError as exc:
         print(f"roicast: error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # a full disk or a folder it may not write, outside a run's notebooks
+        error = storage_error(exc)
+        if error is None:
+            raise
+        print(f"roicast: error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("roicast: interrupted", file=sys.stderr)

@@ -8,6 +8,7 @@ defaults as here (a test keeps them in sync); the runner validates the whole set
 import ast
 import difflib
 import os
+from importlib.util import find_spec
 from pathlib import Path
 from typing import Any, Literal
 
@@ -32,6 +33,8 @@ VARIANT_PARAMS = (
 SEED_MAX = 2**32 - 1  # NumPy's seeds are 32-bit; every ensemble member's seed must be one too
 MAX_UNITS = 4096  # per LSTM direction: far beyond any network this data supports
 IPYTHON_NAMES = frozenset({"In", "Out", "exit", "quit", "get_ipython"})  # what IPython defines
+BACKEND_INSTALL = {"tensorflow": ".venv/bin/pip install -e .", "torch": '.venv/bin/pip install -e ".[torch]"',
+                   "jax": '.venv/bin/pip install -e ".[jax]"'}  # pyproject.toml's extras
 PLAIN_LITERALS = (str, int, float, bool, type(None), list, dict)  # what papermill can inject
 
 
@@ -63,8 +66,8 @@ class RunParams(BaseModel):
         None, description="Date format of the CSV, e.g. '%d/%m/%Y'; None: ISO dates, or day-first "
         "or month-first as the data shows (a file that leaves it open stops and asks for this).")
     csv_decimal: Literal[".", ","] | None = Field(
-        None, description="Decimal mark of the CSV's numbers; None: ',' when fields are separated "
-        "by ';' (or tabs) and numbers hold commas, else '.'.")
+        None, description="Decimal mark of the CSV's prices; None: as the prices show ('1,790.80', "
+        "'1.790,80', '182,01'); a file whose prices leave it open stops and asks for this.")
     csv_ticker: str | None = Field(
         None, min_length=1, description="Name of the asset of a one-asset CSV (an export with Open, "
         "High, Low, Close, Adj Close, Volume; Adj Close is used, else Close); None: the file's name.")
@@ -239,6 +242,12 @@ class RunParams(BaseModel):
     def _consistent(self) -> "RunParams":
         if self.source == "csv" and not self.csv_path:
             raise ValueError("source='csv' needs csv_path, the path of your CSV file")
+        if self.forecast_source == "csv" and not (self.forecast_csv_path or self.csv_path):
+            raise ValueError("forecast_source='csv' needs forecast_csv_path, the CSV of new prices")
+        if self.forecast_csv_path and (self.forecast_source or self.source) != "csv":
+            raise ValueError(f"forecast_csv_path is read only when the forecast's prices come from a "
+                             f"CSV, not from '{self.forecast_source or self.source}': add "
+                             "forecast_source='csv'")
         if self.start and self.end and self.start >= self.end:
             raise ValueError(f"start ({self.start}) must come before end ({self.end})")
         if self.test_fraction + self.val_fraction >= 0.9:
@@ -312,6 +321,14 @@ class RunParams(BaseModel):
         if self.clipnorm is not None:
             return self.clipnorm
         return 1.0 if self.task == "direction" else None
+
+
+def require_backend(backend: str) -> None:
+    """Stop before a run starts if its Keras backend's framework is not installed: its kernels
+    would fail on their first `import keras`."""
+    if find_spec(backend) is None:
+        raise ParameterError(f"backend '{backend}' needs {backend}, which is not installed here; "
+                             f"install it with {BACKEND_INSTALL[backend]}, or choose another backend.")
 
 
 def user_path(text: str) -> Path:

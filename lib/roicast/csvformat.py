@@ -1,20 +1,25 @@
 """How a user's CSV file is written, read from the file itself and never guessed silently.
 
 Spreadsheets save CSV in their locale: semicolons and decimal commas in much of Europe,
-Windows-1252 text, day-first dates, Excel serial day numbers. Each of these is recognised
-from the file, with a warning wherever the reading is a choice, or the `DataError` names
-the parameter that settles it (`csv_date_format`, `csv_decimal`). No pandas or codec
-exception reaches the user.
+Windows-1252 text, day-first dates, Excel serial day numbers, thousands separators and
+currency symbols. Each of these is recognised from the file, with a warning wherever the
+reading is a choice, or the `DataError` names the parameter that settles it
+(`csv_date_format`, `csv_decimal`). No pandas or codec exception reaches the user.
 
-Only the file's first rows and a spread sample of its distinct dates are inspected, so
-a file of a million rows is read in seconds.
+Every field is read as text and every price is checked against the one number format the
+file's prices allow: a cell that is no number stops the read, naming it, instead of
+becoming a missing price. Dates are decided from a spread sample of the distinct dates,
+numbers from the distinct prices, so a file of a million rows is read in seconds.
 """
 
 import codecs
 import csv
 import re
 import warnings
+from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, replace
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -25,7 +30,7 @@ from roicast.cleaning import as_daily_index, parse_dates
 from roicast.errors import DataError, RoicastWarning
 
 HEAD_BYTES = 64 * 1024
-"""Bytes read to decide the encoding, the delimiter and the decimal mark."""
+"""Bytes read to decide the encoding and the delimiter, and to check the header."""
 SNIFF_LINES = 50
 DELIMITERS = ",;\t|"
 FALLBACK_ENCODINGS = ("cp1252", "latin-1")
@@ -35,11 +40,19 @@ DATE_SAMPLE = 10_000
 EXCEL_SERIALS = (61, 73051)
 """Excel's day numbers from 1900-03-01 (before it, Excel's 1900 leap-year bug shifts them) to 2100-01-01."""
 EXCEL_EPOCH = "1899-12-30"
+MISSING = ("-", "–", "—")
+"""Dashes some exports write for a missing price; read as missing, like an empty cell or NA."""
+CURRENCIES = "$€£¥₹₩₽₺₪₫₱฿¢₣₴₦"
+SEPARATORS = ".,' "
+"""Marks that may group thousands: the two that may also mark decimals, an apostrophe, a space."""
+_SPACES = "[\u00a0\u2009\u202f]"
+"""Non-breaking, thin and narrow non-breaking spaces: they group thousands as a space does."""
 
 _NUMBER = re.compile(r"\d+(\.\d+)?")
 _DAY_MONTH = re.compile(r"\d{1,2}(?P<sep>[/.-])\d{1,2}(?P=sep)(?P<year>\d{4}|\d{2})(?!\d)")
-_COMMA_DECIMAL = re.compile(r"[-+]?(\d{1,3}(\.\d{3})+|\d+),\d+")
-_DOT_DECIMAL = re.compile(r"[-+]?(\d{1,3}(,\d{3})+|\d+)\.\d+")
+_MONEY = rf"(?:[A-Z]{{0,3}}[{re.escape(CURRENCIES)}]|[A-Z]{{3}})"
+_CURRENCY = re.compile(rf"^{_MONEY}\s*|\s*{_MONEY}$")
+"""A currency before or after a number: $, €, US$, R$, or a code such as USD or EUR."""
 _BINARY_KINDS = {b"PK\x03\x04": "an Excel workbook (.xlsx) or another zip file",
                  b"\xd0\xcf\x11\xe0": "an old Excel workbook (.xls)"}
 
@@ -50,8 +63,6 @@ class Dialect:
 
     encoding: str
     delimiter: str
-    decimal: str
-    thousands: str | None
 
 
 def _warn(message: str) -> None:
@@ -101,48 +112,76 @@ def _delimiter(lines: list[str]) -> str:
         return ","
 
 
-def _decimal_mark(rows: list[str], delimiter: str) -> str:
-    """',' when fields are not comma-separated and numbers carry commas but never a decimal point."""
-    if delimiter == ",":
-        return "."
-    fields = [field.strip().strip('"') for row in rows for field in row.split(delimiter)]
-    commas = any(_COMMA_DECIMAL.fullmatch(field) for field in fields)
-    points = any(_DOT_DECIMAL.fullmatch(field) for field in fields)
-    return "," if commas and not points else "."
+def _refuse_repeated_names(path: Path, header: str, delimiter: str) -> None:
+    """Stop on a column name given twice: pandas would read the second as 'AAPL.1', a new asset."""
+    names = [name.strip() for name in next(csv.reader([header], delimiter=delimiter))]
+    counts = Counter(name.casefold() for name in names if name)
+    repeated = list(dict.fromkeys(name for name in names if counts[name.casefold()] > 1))
+    if repeated:
+        raise DataError(f"{path} names more than one column {' and '.join(map(repr, repeated))} "
+                        f"(its columns: {', '.join(names)}). Give each column its own name, or "
+                        "delete the repeated one.")
 
 
-def sniff(path: Path, decimal: str | None) -> Dialect:
-    """Encoding, delimiter and decimal mark of a CSV file, from its first rows.
-
-    `decimal` (csv_decimal) overrides the detected mark. With a decimal comma, '.' groups
-    thousands ("1.234,56"), as in every locale that writes decimal commas.
-    """
+def sniff(path: Path) -> Dialect:
+    """Encoding and delimiter of a CSV file, from its first rows; a header that names a
+    column twice is refused."""
     encoding, text = _decode_head(path, _head(path))
     if encoding in FALLBACK_ENCODINGS:
         _warn(f"{path.name} is not UTF-8; read as {encoding}. Save it as CSV UTF-8 to be sure "
               "of every character.")
     lines = [line for line in text.splitlines()[:SNIFF_LINES] if line.strip()]
     delimiter = _delimiter(lines)
-    mark = decimal or _decimal_mark(lines[1:], delimiter)
-    return Dialect(encoding, delimiter, mark, "." if mark == "," else None)
+    if lines:
+        _refuse_repeated_names(path, lines[0], delimiter)
+    return Dialect(encoding, delimiter)
+
+
+def _refuse_lost_values(path: Path, delimiter: str, encoding: str) -> None:
+    """Stop at the first row with values beyond the header's fields: pandas would drop them."""
+    with path.open(encoding=encoding, newline="") as file:
+        rows = csv.reader(file, delimiter=delimiter)
+        width = len(next((row for row in rows if row), []))
+        for row in rows:
+            if any(field.strip() for field in row[width:]):
+                raise DataError(f"Line {rows.line_num} of {path} has more fields than its header, "
+                                f"separated by {delimiter!r}: its last values would be lost. Quote "
+                                f"every number that holds a {delimiter!r} (\"1,790.80\"), or name "
+                                "every column in the header.")
+
+
+def _read_text(path: Path, delimiter: str, encoding: str, **options) -> pd.DataFrame:
+    """pd.read_csv with every field as text; a row longer than the header is read only when
+    its extra fields are empty (a trailing delimiter)."""
+    read_csv = partial(pd.read_csv, path, sep=delimiter, encoding=encoding, index_col=False,
+                       dtype=str, na_values=MISSING, **options)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", pd.errors.ParserWarning)
+        try:
+            return read_csv()
+        except pd.errors.ParserWarning:
+            pass
+    _refuse_lost_values(path, delimiter, encoding)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", pd.errors.ParserWarning)
+        return read_csv()
 
 
 def read(path: Path, dialect: Dialect, **options) -> tuple[pd.DataFrame, Dialect]:
-    """The table, read by pandas in `dialect` (`options` go to pd.read_csv), and the dialect
-    that read it.
+    """The table, every field as text, read by pandas in `dialect` (`options` go to
+    pd.read_csv), and the dialect that read it.
 
     A file whose first rows are UTF-8 but whose later ones are not is read again as cp1252,
     then latin-1, with a warning; the dialect returned then names that encoding. With
-    `index_col=False` a row with a trailing delimiter cannot shift its dates into an index.
+    `index_col=False` a row with a trailing delimiter cannot shift its dates into an index;
+    a row with values beyond the header's fields, which pandas would cut short, is refused.
     """
     encodings = [dialect.encoding, *(e for e in FALLBACK_ENCODINGS if e != dialect.encoding)]
     if dialect.encoding == "utf-16":
         encodings = ["utf-16"]
     for encoding in encodings:
         try:
-            table = pd.read_csv(path, sep=dialect.delimiter, decimal=dialect.decimal,
-                                thousands=dialect.thousands, encoding=encoding, index_col=False,
-                                **options)
+            table = _read_text(path, dialect.delimiter, encoding, **options)
         except UnicodeDecodeError:
             continue
         except pd.errors.EmptyDataError:
@@ -295,11 +334,103 @@ def read_dates(values: pd.Series, date_format: str | None, where: str) -> pd.Dat
     return parse_dates(values)
 
 
-def looks_like_decimal_commas(table: pd.DataFrame) -> str | None:
-    """A value of the table written with a decimal comma (e.g. '182,01'), if any."""
-    for column in table.columns:
-        text = table[column].dropna().astype(str).head(SNIFF_LINES)
-        hits = text[text.str.fullmatch(_COMMA_DECIMAL)]
-        if len(hits):
-            return str(hits.iloc[0])
-    return None
+def _pattern(decimal: str, thousands: str | None) -> re.Pattern:
+    """A number with this decimal mark, its digits grouped in thousands (or lakhs: 1,23,456)
+    by `thousands` or not grouped."""
+    mark = re.escape(decimal)
+    integer = r"\d+"
+    if thousands:
+        group = re.escape(thousands)
+        integer = rf"\d{{1,3}}(?:{group}\d{{2,3}})*{group}\d{{3}}|\d+"
+    return re.compile(rf"[-+]?(?:(?:{integer})(?:{mark}\d*)?|{mark}\d+)(?:[eE][-+]?\d+)?")
+
+
+def _describe(decimal: str, thousands: str | None) -> str:
+    grouped = f"thousands grouped by {thousands!r}" if thousands else "no thousands separator"
+    return f"decimal mark {decimal!r}, {grouped}"
+
+
+def _convert(bare: pd.Series, reading: tuple[str, str | None]) -> pd.Series:
+    """Numbers that match `_pattern(*reading)` as floats."""
+    mark, thousands = reading
+    plain = bare.str.replace(thousands, "", regex=False) if thousands else bare
+    return pd.to_numeric(plain.str.replace(mark, ".", regex=False)).astype(float)
+
+
+def _number_format(bare: pd.Series, delimiter: str, decimal: str | None,
+                   where: str) -> tuple[tuple[str, str | None], pd.Series]:
+    """The decimal mark and thousands separator of the file's prices, and the prices that
+    are no number under them (none, unless no reading fits every price).
+
+    Each mark found in the prices either marks decimals or groups thousands; the readings
+    under which every price is a number remain. When two remain and differ ('1,234' alone:
+    1.234 or 1234), a comma-separated file settles a '.' as its decimal point; anything else
+    stops and asks for csv_decimal.
+    """
+    present = {mark for mark in SEPARATORS if bare.str.contains(mark, regex=False).any()}
+    readings: dict[str | None, tuple[str, str | None]] = {}
+    for mark in [decimal] if decimal else [".", ","]:
+        others = present - {mark}
+        if len(others) <= 1:
+            readings.setdefault(mark if mark in present else None, (mark, next(iter(others), None)))
+    if not readings:
+        raise DataError(f"{where}: the prices hold the marks {' '.join(map(repr, sorted(present)))}, "
+                        "more than one decimal mark and one thousands separator. Write every price "
+                        "the same way.")
+    misses = {reading: ~bare.str.fullmatch(_pattern(*reading)) for reading in readings.values()}
+    fits = [reading for reading, missed in misses.items() if not missed.any()]
+    if not fits:
+        return min(misses.items(), key=lambda item: int(item[1].sum()))
+    point, comma = fits[0], fits[-1]
+    if point == comma or (present == {"."} and delimiter == ","):
+        return point, misses[point]
+    differ = _convert(bare, point) != _convert(bare, comma)
+    if not differ.any():
+        return point, misses[point]
+    example = bare[differ].iloc[:1]
+    raise DataError(f"{where}: prices such as {example.iloc[0]!r} read as "
+                    f"{_convert(example, point).iloc[0]:g} with a decimal point and as "
+                    f"{_convert(example, comma).iloc[0]:g} with a decimal comma, and no price in "
+                    "the file tells which. Pass csv_decimal '.' or ',' to say which.")
+
+
+def numbers(text: pd.DataFrame, delimiter: str, decimal: str | None, where: str,
+            label: Callable[[str], str]) -> pd.DataFrame:
+    """The prices of `text` (dates × columns of text) as floats, each the number in the file.
+
+    Spaces and a currency ($ 1,234.50, 1.234,50 €, USD 12) around a number are dropped;
+    thousands separators and the decimal mark are those `_number_format` finds (`decimal`,
+    csv_decimal, fixes the mark). An empty cell, NA or a dash is a missing price; a
+    percentage, or anything else that is no number, stops the read with a `DataError` naming
+    `label(column)` and the cell. pandas' own `thousands=` is not used: it drops its
+    separator wherever it stands ('1.5' read as 15) and takes a single byte (no
+    non-breaking space).
+    """
+    if text.empty:
+        return text.astype(float)
+    codes, distinct = pd.factorize(pd.concat([text[column] for column in text], ignore_index=True))
+    bare = pd.Series(distinct, dtype=str).str.strip()
+    money = bare.str.contains(f"[A-Z{re.escape(CURRENCIES)}]")
+    bare[money] = bare[money].str.replace(_CURRENCY, "", regex=True)
+    bare = bare.str.replace(_SPACES, " ", regex=True).str.replace("’", "'", regex=False)
+
+    def cell(kind: pd.Series) -> tuple[pd.Timestamp, str, str]:
+        """Date, column and text of the first cell of `kind` (a mask over the distinct ones)."""
+        at = int(np.argmax(codes == kind.argmax()))
+        return text.index[at % len(text)], text.columns[at // len(text)], distinct[kind.argmax()]
+
+    percent = bare.str.contains("%", regex=False)
+    if percent.any():
+        _, column, example = cell(percent)
+        raise DataError(f"{where}: {label(column)} holds percentages such as {example!r}, not "
+                        "prices. roicast forecasts from prices: export the price column instead.")
+    reading, missed = _number_format(bare, delimiter, decimal, where)
+    if missed.any():
+        date, column, example = cell(missed)
+        how = f" with {_describe(*reading)}" if re.search(r"\d", example) else ""
+        raise DataError(f"{where}: {label(column)} holds {example!r} on {date:%Y-%m-%d}, which is "
+                        f"not a number{how}. Write every price as a number (a missing one as an "
+                        "empty cell), set csv_decimal if the decimal mark is wrong, or leave that "
+                        "column out.")
+    values = np.append(_convert(bare, reading).to_numpy(), np.nan)[codes]
+    return pd.DataFrame(values.reshape(text.shape[::-1]).T, index=text.index, columns=text.columns)

@@ -33,7 +33,7 @@ from dask.distributed import Client, as_completed
 
 from roicast import backends, evaluate, trading
 from roicast.artefacts import atomic_path, write_json
-from roicast.cluster import connect, scheduler_address, workers_per_host
+from roicast.cluster import connect, local_workers, scheduler_address, workers_per_host
 from roicast.config import RunParams
 from roicast.dataset import Dataset
 from roicast.errors import RoicastError
@@ -123,8 +123,8 @@ def member_specs(dataset: Dataset, params: RunParams, seeds: list[int],
 
 def train_here(dataset: Dataset, params: RunParams, seeds: list[int], variants: list[dict],
                out_dir: Path) -> list[Member]:
-    """Every member in this process, side by side in one model (`member_stack`): each the network
-    it would be if trained alone, at the cost of about one training's overhead."""
+    """Every member in this process (a GPU, a single core), side by side in one model
+    (`member_stack`): each the network it would be if trained alone, in one fit and one trace."""
     trained = {}
     for stack in stacks(member_specs(dataset, params, seeds, variants)):
         with _naming([spec.seed for spec in stack], [spec.variant for spec in stack]):
@@ -167,37 +167,44 @@ def train_on_cluster(client: Client, dataset: Dataset, params: RunParams, seeds:
     return [trained[seed] for seed in seeds]
 
 
-def train_seeds(dataset: Dataset, params: RunParams, seeds: list[int], out_dir: Path,
+def train_seeds(dataset: Dataset, params: RunParams, seeds: list[int], out_dir: Path, workers: int,
                 variants: list[dict] | None = None, scheduler: str | None = None) -> list[Member]:
-    """One member per seed (with its variant, if given), in seed order: as dask tasks on the
-    cluster of `scheduler` if given, else side by side in this process."""
+    """One member per seed (with its variant, if given), in seed order: on the cluster of
+    `scheduler` if given, else on a LocalCluster of `workers` processes, or here when 0."""
     variants = variants or [{}] * len(seeds)
-    if not seeds or not scheduler:
+    if not seeds or not (scheduler or workers):
         return train_here(dataset, params, seeds, variants, out_dir)
-    with connect(scheduler, 0) as client:
+    with connect(scheduler, workers) as client:
         return train_on_cluster(client, dataset, params, seeds, variants, out_dir)
 
 
-def _where(scheduler: str | None) -> str:
-    return f"on the dask cluster at {scheduler}" if scheduler else "side by side in this process"
+def _where(scheduler: str | None, workers: int) -> str:
+    if scheduler:
+        return f"on the dask cluster at {scheduler}"
+    if workers:
+        return f"on a dask LocalCluster of {workers} worker processes"
+    return "side by side in this process"
 
 
 def train_members(dataset: Dataset, params: RunParams, run_dir: Path, first_model: keras.Model,
                   first_info: dict) -> tuple[list[Member], dict]:
     """03_train's model plus the members the run still lacks, saved in ensemble/.
 
-    Returns the members in seed order and how they were trained: wall seconds and the
-    scheduler, if the runner named one (ROICAST_SCHEDULER).
+    Returns the members in seed order and how they were trained: wall seconds, this machine's
+    worker processes (0: this process or a remote cluster) and the scheduler, if the runner
+    named one (ROICAST_SCHEDULER).
     """
     out = Path(run_dir) / "ensemble"
     out.mkdir(parents=True, exist_ok=True)
     seeds, variants = member_seeds(params)[1:], member_variants(params)[1:]
     scheduler = scheduler_address()
-    print(f"training {len(seeds)} member(s) {_where(scheduler)}", flush=True)
+    workers = 0 if scheduler else local_workers(len(seeds))
+    print(f"training {len(seeds)} member(s) {_where(scheduler, workers)}", flush=True)
     start = time.perf_counter()
-    trained = train_seeds(dataset, params, seeds, out, variants, scheduler)
+    trained = train_seeds(dataset, params, seeds, out, workers, variants, scheduler)
     first = _as_member(first_model, dataset, params.seed, {}, first_info)
-    return [first, *trained], {"wall_seconds": time.perf_counter() - start, "scheduler": scheduler}
+    return [first, *trained], {"wall_seconds": time.perf_counter() - start, "workers": workers,
+                               "scheduler": scheduler}
 
 
 def combine(members: list[Member], period: str = "test") -> dict[str, np.ndarray]:

@@ -1,8 +1,16 @@
 """One exception family for every error a user can cause.
 
 The runner catches `RoicastError` and prints its message alone; anything else is a bug
-and keeps its traceback.
+and keeps its traceback. An OS-level failure the user can fix (a full disk, a folder without
+permission, a read-only one) becomes a `StorageError` through `storage_error`.
 """
+
+import errno
+
+_FREE = "free space there, or set ROICAST_WORKDIR to a folder on another disk"
+_WRITABLE = "make it writable for this user, or set ROICAST_WORKDIR to a folder that is"
+STORAGE_ADVICE = {errno.ENOSPC: _FREE, errno.EDQUOT: _FREE, errno.EFBIG: _FREE, errno.EACCES: _WRITABLE,
+                  errno.EPERM: _WRITABLE, errno.EROFS: "set ROICAST_WORKDIR to a writable folder"}
 
 
 class RoicastError(Exception):
@@ -39,6 +47,19 @@ class RunInterrupted(RoicastError):
 
 class NotebookError(RoicastError):
     """A notebook of the chain failed; the message names the notebook, cell and error."""
+
+
+class StorageError(RoicastError):
+    """The disk refused a file: no space left, permission denied or a read-only folder."""
+
+
+def storage_error(exc: OSError) -> StorageError | None:
+    """`exc` in one line naming the path, the cause and what to do, or None for an OSError the
+    user cannot fix that way (a bug keeps its traceback)."""
+    advice = STORAGE_ADVICE.get(exc.errno)
+    if advice is None:
+        return None
+    return StorageError(f"{exc.filename or 'a file'}: {exc.strerror}; {advice}.")
 
 
 class RoicastWarning(UserWarning):

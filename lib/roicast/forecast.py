@@ -99,14 +99,19 @@ class TrainedRun:
 
 
 def run_params(run_id: str) -> RunParams:
-    """The parameters a run was made with: the runner's params.json, else what each step recorded."""
+    """The parameters a run was made with: the runner's params.json, else what each step recorded.
+
+    A forecast's own parameters (06_forecast's: asof, forecast_days, …) take their defaults: each
+    forecast sets them, none is taken from the run or an earlier forecast.
+    """
     run_dir = paths.run_dir(run_id)
     saved = run_dir / "params.json"
     if saved.exists():
         values = artefacts.read_json(saved)
     else:
         values = {k: v for entry in store.read_lineage(run_dir).values() for k, v in entry["params"].items()}
-    return validate_params({**values, "run_id": run_id})
+    own = store.own_parameters("06_forecast")
+    return validate_params({**{k: v for k, v in values.items() if k not in own}, "run_id": run_id})
 
 
 def load_run(run_id: str, params: RunParams) -> TrainedRun:
@@ -126,13 +131,18 @@ def load_run(run_id: str, params: RunParams) -> TrainedRun:
     return TrainedRun(run_id, params, artefacts.read_json(run_dir / "scaler.json"), dataset, predictors)
 
 
+def price_source(params: RunParams) -> dict:
+    """Where a forecast's new prices come from: its own source and CSV, else the run's."""
+    source = params.forecast_source or params.source
+    csv_path = params.forecast_csv_path or params.csv_path
+    return {"source": source, "csv_path": csv_path if source == "csv" else None}
+
+
 def new_prices(params: RunParams, asof: str | None) -> pd.DataFrame:
     """Prices through 01's source and rules (yahoo: the cache topped up; csv: `forecast_csv_path`),
     up to `asof` when given."""
-    source = params.forecast_source or params.source
-    csv_path = params.forecast_csv_path or params.csv_path
-    updates = {"source": source, "csv_path": csv_path, "start": None, "end": asof,
-               "tickers": params.tickers, "on_missing": "drop"}
+    updates = {**price_source(params), "start": None, "end": asof, "tickers": params.tickers,
+               "on_missing": "drop"}
     return collect.collect_prices(params.model_copy(update=updates)).prices
 
 
@@ -292,6 +302,7 @@ def make_forecast(run_id: str, params: RunParams, prices: pd.DataFrame | None = 
     days = params.forecast_days if days is None else days
     asof = params.asof if asof is None else asof
     run = load_run(run_id, params)
+    origin = price_source(params) if prices is None else {"source": "given", "csv_path": None}
     prices = new_prices(params, None) if prices is None else prices
     prices = align_assets(prices, run.scalers["assets"])
     history, day, notes = cut_at(prices, asof)
@@ -320,7 +331,9 @@ def make_forecast(run_id: str, params: RunParams, prices: pd.DataFrame | None = 
             "staleness_business_days": stale, "stale": stale > params.max_staleness_days,
             "days": days, "models": sorted(frame["model"].unique()), "interval": params.interval,
             "method": "step 1 one-step, later steps recursive (each forecast fed back as input)",
-            "task": params.task, "refit": params.refit, "notes": notes}
+            "task": params.task, "refit": params.refit, "notes": notes,
+            "params": {name: getattr(params, name) for name in store.own_parameters("06_forecast")},
+            "prices": origin}
     return Forecast(frame, info, recent, refitted)
 
 
@@ -335,9 +348,11 @@ def plot_fan(result: Forecast, params: RunParams):
 
 def save(run_dir: Path, result: Forecast, figure=None) -> Path:
     """forecasts/<asof>.parquet and .csv (and the fan chart as .png, the refitted network as
-    <asof>-refit.keras, never over model.keras), and forecast.json (06's section of metrics.json)."""
+    <asof>-refit.keras, never over model.keras), its summary and parameters as <asof>.json, and
+    forecast.json (06's section of metrics.json)."""
     folder = Path(run_dir) / FORECASTS
     path = artefacts.write_parquet(folder / f"{result.info['asof']}.parquet", result.frame)
+    artefacts.write_json(folder / f"{result.info['asof']}.json", result.info)
     if result.refitted is not None:
         with artefacts.atomic_path(folder / f"{result.info['asof']}-refit.keras") as tmp:
             result.refitted.save(tmp)

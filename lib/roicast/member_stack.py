@@ -161,7 +161,8 @@ class MemberSteering(keras.callbacks.Callback):
         for k, name in enumerate(self.names):
             if self.stopped[k]:
                 continue
-            own = {"val_loss": float(logs[f"val_{name}_loss"])}
+            key = f"val_{name}_loss" if len(self.names) > 1 else "val_loss"  # Keras's names for one output
+            own = {"val_loss": float(logs[key])}
             self.val_losses[k].append(own["val_loss"])
             for callback in self.steering[k]:
                 callback.on_epoch_end(epoch, dict(own))

@@ -65,8 +65,11 @@ def plot_return_distributions(stages: dict[str, np.ndarray]) -> Figure:
 
 
 def plot_correlation_heatmap(returns: pd.DataFrame) -> Figure:
-    """Correlation of the assets' daily returns, clustered so related assets sit together."""
+    """Correlation of the assets' daily returns, clustered so related assets sit together
+    (a single asset has nothing to cluster: its one cell is drawn as is)."""
+    several = len(returns.columns) > 1
     grid = sns.clustermap(returns.corr(), cmap="vlag", center=0, vmin=-1, vmax=1,
+                          row_cluster=several, col_cluster=several,
                           figsize=(7, 7), annot=len(returns.columns) <= 12, fmt=".1f",
                           cbar_pos=(0.02, 0.82, 0.03, 0.15))
     grid.figure.suptitle("Correlation of daily log returns", y=1.01)

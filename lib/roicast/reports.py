@@ -15,7 +15,7 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 from nbconvert import HTMLExporter
 
 from roicast import paths, store
-from roicast.artefacts import atomic_path, copy_file, write_json
+from roicast.artefacts import atomic_path, copy_file, read_json, write_json
 from roicast.config import RunParams
 from roicast.errors import RoicastError
 from roicast.forecast_table import expected_returns
@@ -86,9 +86,14 @@ def headline_rows(metrics: dict) -> list[dict]:
 
 def record_status(params: RunParams, notebooks: list[str], status: str, timings: dict[str, float],
                   error: str | None = None) -> Path:
-    """Write the runner's record (run.json), assemble metrics.json, refresh the report pages."""
+    """Write the runner's record (run.json), assemble metrics.json, refresh the report pages.
+
+    Its parameters are the run's (params.json) once it has them: a forecast's own stay in the
+    forecast's record."""
+    saved = paths.run_dir(params.run_id) / "params.json"
+    recorded = read_json(saved) if saved.exists() else params.model_dump()
     write_json(paths.run_dir(params.run_id) / store.RUN_RECORD, {
-        "run_id": params.run_id, "status": status, "notebooks": notebooks, "params": params.model_dump(),
+        "run_id": params.run_id, "status": status, "notebooks": notebooks, "params": recorded,
         "timings_s": timings, "error": error, "updated": datetime.now(UTC).isoformat(timespec="seconds")})
     return publish(params.run_id)
 

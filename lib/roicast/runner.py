@@ -13,7 +13,7 @@ import shutil
 import signal
 import time
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -26,13 +26,15 @@ from roicast import paths, reports, store
 from roicast.artefacts import read_json, write_json
 from roicast.checkout import require_checkout
 from roicast.cluster import SCHEDULER_ENV
-from roicast.config import RunParams, validate_params
+from roicast.config import RunParams, require_backend, validate_params
 from roicast.errors import (
     MissingArtefactError,
     NotebookError,
     ParameterError,
     RunExistsError,
     RunInterrupted,
+    StorageError,
+    storage_error,
 )
 
 
@@ -220,18 +222,34 @@ def run_chain(params: RunParams, only: Sequence[str] | None = None, with_code: b
 
     On failure the chain stops, the failed notebook is still rendered, both index pages
     mark the run failed, and `NotebookError` carries the notebook's error message. Ctrl-C
-    or SIGTERM stop it as interrupted (`RunInterrupted`), keeping what had finished.
+    or SIGTERM stop it as interrupted (`RunInterrupted`), keeping what had finished. A full disk
+    or a folder it may not write fails it with one line naming the path (`StorageError`).
     """
     require_checkout()
+    require_backend(params.backend)
     notebooks = resume_notebooks(params.run_id) if resume else select_notebooks(only)
     lock = store.acquire(params.run_id)
     previous = signal.signal(signal.SIGTERM, _raise_interrupt)
     try:
         with _library_logs_to(paths.runs_dir() / ".locks" / f"{params.run_id}.log"):
             return _run_locked(params, notebooks, with_code, log, overwrite, quiet, scheduler)
+    except OSError as exc:
+        error = storage_error(exc)
+        if error is None:
+            raise
+        failure = StorageError(f"run {params.run_id} failed: {error}")
+        _mark_failed(params, notebooks, str(failure))
+        raise failure from None
     finally:
         signal.signal(signal.SIGTERM, previous)
         lock.release()
+
+
+def _mark_failed(params: RunParams, notebooks: list[str], error: str) -> None:
+    """Record the run as failed where the disk still lets us (a full one may refuse even that)."""
+    with suppress(OSError):
+        reports.record_status(params, notebooks, "failed",
+                              store.read_record(params.run_id).get("timings_s", {}), error=error)
 
 
 def _set_env(name: str, value: str | None) -> None:
@@ -245,7 +263,8 @@ def _run_locked(params: RunParams, notebooks: list[str], with_code: bool, log: C
                 overwrite: bool, quiet: bool, scheduler: str | None) -> RunResult:
     run_dir = prepare_run_dir(params, notebooks, overwrite)
     report_dir = paths.report_dir(params.run_id)
-    write_json(run_dir / "params.json", params.model_dump())
+    if store.changes_record(notebooks):  # a forecast's own parameters go to its own record
+        write_json(run_dir / "params.json", params.model_dump())
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     os.environ[store.LOCKED_RUN_ENV] = params.run_id
     before = {name: os.environ.get(name) for name in ("KERAS_BACKEND", SCHEDULER_ENV)}

@@ -7,6 +7,7 @@ the collect stage decides, through `on_missing`, whether that is an error.
 """
 
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 
 import pandas as pd
@@ -19,10 +20,11 @@ DATE_NAMES = ("date", "datetime", "timestamp", "time", "day")
 TICKER_NAMES = ("ticker", "symbol", "asset")
 PRICE_NAMES = ("adj close", "adj_close", "adjclose", "adjusted close", "close", "price")
 """Price columns of a long CSV in order of preference: adjusted prices first."""
-OHLCV_NAMES = ("open", "high", "low", "volume", "dividends", "stock splits")
-"""The other columns of one asset's export (Yahoo's, a broker's): never assets themselves."""
+OHLCV_NAMES = ("open", "high", "low", "volume", "vol.", "change %", "dividends", "stock splits")
+"""The other columns of one asset's export (Yahoo's, Investing.com's, a broker's): never assets
+themselves."""
 HEAD_ROWS = 100
-"""Rows read first to find the date column, which the full read then keeps as text."""
+"""Rows read first to find the date column."""
 
 
 def resolve_period(start: str | None, end: str | None, history_years: float | None,
@@ -112,36 +114,44 @@ def _date_column(table: pd.DataFrame, date_column: str | None, path: Path) -> st
     return found
 
 
-def _load(path: Path, date_column: str | None, decimal: str | None) -> tuple[pd.DataFrame, str]:
-    """The file's table and its date column, read as text so that no number becomes a date."""
-    head, dialect = csvformat.read(path, csvformat.sniff(path, decimal), nrows=HEAD_ROWS, dtype=str)
+def _load(path: Path, date_column: str | None) -> tuple[pd.DataFrame, str, str]:
+    """The file's table as text, its date column and its delimiter."""
+    head, dialect = csvformat.read(path, csvformat.sniff(path), nrows=HEAD_ROWS)
     if head.empty:
         raise DataError(f"CSV file {path} holds no rows.")
     date_col = _date_column(head, date_column, path)
     if head.shape[1] == 1:
         raise DataError(f"{path} holds only its date column '{date_col}', no prices. A CSV needs "
                         "one price column per asset (wide), or ticker and price columns (long).")
-    return csvformat.read(path, dialect, dtype={date_col: str})[0], date_col
+    return csvformat.read(path, dialect)[0], date_col, dialect.delimiter
 
 
 def _dated(table: pd.DataFrame, date_col: str, date_format: str | None, path: Path) -> pd.DataFrame:
-    """The table with its date column parsed; rows without a readable date dropped with a warning."""
-    table[date_col] = csvformat.read_dates(table[date_col], date_format,
-                                           f"Column '{date_col}' of {path}")
-    bad_dates = int(table[date_col].isna().sum())
-    if bad_dates == len(table):
+    """The table with its date column parsed; rows without a readable date (a footer, a note)
+    dropped with a warning that shows one."""
+    written = table[date_col]
+    table[date_col] = csvformat.read_dates(written, date_format, f"Column '{date_col}' of {path}")
+    undated = table[date_col].isna()
+    if undated.all():
         raise DataError(f"Column '{date_col}' of {path} holds no readable dates. Use YYYY-MM-DD, "
                         "give their format with csv_date_format, or name the right column with "
                         "csv_date_column.")
-    if bad_dates:
-        warnings.warn(f"{path.name}: {bad_dates} row(s) with an unreadable date in "
-                      f"'{date_col}' ignored.", RoicastWarning, stacklevel=3)
-        table = table[table[date_col].notna()]
+    if undated.any():
+        shown = written[undated].dropna()
+        example = repr(shown.iloc[0]) if len(shown) else "an empty date"
+        warnings.warn(f"{path.name}: {int(undated.sum())} row(s) with no readable date in "
+                      f"'{date_col}' ignored, e.g. {example} (a footer or note is no price).",
+                      RoicastWarning, stacklevel=3)
+        table = table[~undated]
     return table
 
 
+Label = Callable[[str], str]
+"""How an error names the file's column behind an asset of the layout."""
+
+
 def _one_asset(table: pd.DataFrame, date_col: str, path: Path,
-               ticker: str | None) -> pd.DataFrame | None:
+               ticker: str | None) -> tuple[pd.DataFrame, Label] | None:
     """One asset's prices when the file holds only one: an OHLCV export or a lone price column.
 
     The price is Adj Close, else Close (or Price); the asset is named `ticker`
@@ -157,25 +167,19 @@ def _one_asset(table: pd.DataFrame, date_col: str, path: Path,
         warnings.warn(f"{path.name} holds one asset ({', '.join(others)}): its prices are "
                       f"'{price}', named '{name}' after the file. Set csv_ticker to name the asset.",
                       RoicastWarning, stacklevel=3)
-    return table.set_index(date_col)[[price]].set_axis([name], axis=1)
+    return (table.set_index(date_col)[[price]].set_axis([name], axis=1),
+            lambda _: f"column '{price}'")
 
 
-def _wide(table: pd.DataFrame, date_col: str, path: Path) -> pd.DataFrame:
+def _wide(table: pd.DataFrame, date_col: str) -> tuple[pd.DataFrame, Label]:
     """Wide layout: every column besides the date is an asset."""
     wide = table.set_index(date_col)
-    numeric = wide.apply(pd.to_numeric, errors="coerce").notna().any()
-    if not numeric.any():
-        comma = csvformat.looks_like_decimal_commas(wide)
-        advice = (f"Its numbers have decimal commas (e.g. '{comma}'): pass csv_decimal ','."
-                  if comma else f"Its columns: {', '.join(map(str, table.columns))}.")
-        raise DataError(f"{path} has no price column: no column besides '{date_col}' holds "
-                        f"numbers. {advice}")
     wide.columns = [str(c).strip() for c in wide.columns]
-    return wide
+    return wide, lambda asset: f"column '{asset}'"
 
 
 def _pivot_long(table: pd.DataFrame, date_col: str, ticker_col: str, price_col: str,
-                path: Path) -> pd.DataFrame:
+                path: Path) -> tuple[pd.DataFrame, Label]:
     long = table[[date_col, ticker_col, price_col]].dropna(subset=[ticker_col])
     long = long.assign(**{ticker_col: long[ticker_col].astype(str).str.strip()})
     duplicated = long.duplicated(subset=[date_col, ticker_col], keep="last")
@@ -185,11 +189,13 @@ def _pivot_long(table: pd.DataFrame, date_col: str, ticker_col: str, price_col: 
         long = long[~duplicated]
     wide = long.pivot(index=date_col, columns=ticker_col, values=price_col)
     wide.columns = [str(c) for c in wide.columns]
-    return wide
+    return wide, lambda asset: f"column '{price_col}' of {ticker_col} {asset}"
 
 
-def _layout(table: pd.DataFrame, date_col: str, path: Path, ticker: str | None) -> pd.DataFrame:
-    """Dates × assets from a long file, one asset's export, or a wide file, in that order."""
+def _layout(table: pd.DataFrame, date_col: str, path: Path,
+            ticker: str | None) -> tuple[pd.DataFrame, Label]:
+    """Dates × assets, as text, from a long file, one asset's export, or a wide file, in that
+    order; and how to name the file's column behind each asset."""
     others = [c for c in table.columns if c != date_col]
     ticker_col, price_col = _find(others, TICKER_NAMES), _find(others, PRICE_NAMES)
     if ticker_col is None:
@@ -201,7 +207,7 @@ def _layout(table: pd.DataFrame, date_col: str, path: Path, ticker: str | None) 
                         f"Open, High, Low, Close, Volume, or a lone price column), but {path} has "
                         f"the columns {', '.join(map(str, table.columns))}. Leave csv_ticker out.")
     if ticker_col is None:
-        return _wide(table, date_col, path)
+        return _wide(table, date_col)
     if price_col is None:
         raise DataError(f"{path} has a ticker column '{ticker_col}' but no price column "
                         f"(one of: {', '.join(PRICE_NAMES)}). Its columns: "
@@ -220,16 +226,19 @@ def read_csv_prices(path: str | Path, date_column: str | None, tickers: list[str
     matched case-insensitively. One asset: Open, High, Low, Close, Adj Close, Volume (or a
     lone Close or Price), named `ticker` or after the file. The date column is found by
     name (date, datetime, timestamp, time, day) unless `date_column` names it; its format
-    is `date_format` or read from the data (`csvformat.read_dates`). Encoding, delimiter
-    and decimal mark (`decimal` overrides it) come from the file (`csvformat.sniff`).
-    Without `start`, the period covers `history_years` before `end`, or the whole file
-    when `history_years` is None.
+    is `date_format` or read from the data (`csvformat.read_dates`). Encoding and delimiter
+    come from the file (`csvformat.sniff`); the requested assets' prices are read as the
+    numbers written, their decimal mark (`decimal` fixes it) and thousands separator as
+    the prices show (`csvformat.numbers`). Without `start`, the period covers
+    `history_years` before `end`, or the whole file when `history_years` is None.
     """
     path = Path(path).expanduser()
     if not path.is_file():
         raise DataError(f"CSV file {path} does not exist. Check csv_path.")
-    table, date_col = _load(path, date_column, decimal)
-    wide = _layout(_dated(table, date_col, date_format, path), date_col, path, ticker)
+    table, date_col, delimiter = _load(path, date_column)
+    text, label = _layout(_dated(table, date_col, date_format, path), date_col, path, ticker)
+    text = text[_match(list(text.columns), tickers)]
+    wide = csvformat.numbers(text, delimiter, decimal, str(path), label)
     wide.index = as_daily_index(wide.index)
     first, last = resolve_period(start, end, history_years, wide.index.max(), wide.index.min())
     return _select(wide, tickers, first, last, f"CSV file {path}")

@@ -13,6 +13,11 @@ and of the versions of the steps it reads from, and for 01_collect also of the p
 found. Re-running a step with the same parameters on the same inputs gives the same version,
 so nothing downstream is lost; changing anything upstream makes the old results go away
 instead of mixing with the new ones.
+
+`lineage.json` and `params.json` are the run's record: they change only when its training
+does. A forecast (06_forecast), which only reads the run, keeps its own entry beside its
+outputs (`forecasts/lineage.json`, removed with them), so forecasting with other prices or
+another day leaves the record as it was.
 """
 
 import ast
@@ -20,6 +25,7 @@ import hashlib
 import json
 import os
 import shutil
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import cache
@@ -47,23 +53,32 @@ class StepSpec:
     reads: tuple[str, ...]
     writes: tuple[str, ...]
     section: str | None = None  # its file of metrics.json sections, if any
+    optional: tuple[str, ...] = ()  # outputs it may lack (TensorBoard's logs need TensorFlow)
+    record: str = LINEAGE  # the file of its lineage entry
 
 
 STEPS = (
     StepSpec("01_collect", (), ("prices.parquet", "collect.json")),
     StepSpec("02_preprocess", ("prices.parquet",), ("dataset.npz", "scaler.json", "preprocess.json")),
     StepSpec("03_train", ("dataset.npz", "preprocess.json"),
-             ("model.keras", "history.csv", "train.json", "logs")),
+             ("model.keras", "history.csv", "train.json", "logs"), optional=("logs",)),
     StepSpec("04_evaluate", ("prices.parquet", "collect.json", "dataset.npz", "scaler.json", "model.keras",
                              "train.json"),
              ("predictions.parquet", "metrics_per_asset.csv", "evaluation.json"), section="evaluation.json"),
     StepSpec("05_ensemble", ("dataset.npz", "scaler.json", "model.keras", "train.json"),
              ("ensemble", "ensemble.json"), section="ensemble.json"),
     StepSpec("06_forecast", ("dataset.npz", "scaler.json", "model.keras", "train.json"),
-             ("forecasts", "forecast.json"), section="forecast.json"),
+             ("forecasts", "forecast.json"), section="forecast.json", record="forecasts/lineage.json"),
 )  # fmt: skip
 SPECS = {spec.name: spec for spec in STEPS}
 PRODUCER = {artefact: spec.name for spec in STEPS for artefact in spec.writes}
+RECORDS = tuple(dict.fromkeys(spec.record for spec in STEPS))
+
+
+def changes_record(steps: Sequence[str]) -> bool:
+    """Whether running `steps` may change the run's record (params.json, lineage.json): a
+    forecast alone never does."""
+    return any(SPECS[step].record == LINEAGE for step in steps)
 
 
 def upstream(step: str) -> list[str]:
@@ -91,6 +106,11 @@ def declared_parameters(step: str) -> tuple[str, ...]:
                  for target in node.targets if isinstance(target, ast.Name))
 
 
+def own_parameters(step: str) -> tuple[str, ...]:
+    """The parameters `step` declares besides run_id."""
+    return tuple(name for name in declared_parameters(step) if name != "run_id")
+
+
 def _digest(value: Any) -> str:
     return hashlib.sha256(json.dumps(jsonable(value), sort_keys=True).encode()).hexdigest()[:16]
 
@@ -108,13 +128,26 @@ def file_digest(path: Path) -> str | None:
 
 
 def read_lineage(run_dir: Path) -> dict:
-    path = Path(run_dir) / LINEAGE
-    if not path.exists():
-        return {}
-    try:
-        return json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise RoicastError(f"{path} is unreadable ({exc}). Re-run the chain with --overwrite.") from None
+    """Every step's entry: those of lineage.json, and the forecast's kept beside its outputs."""
+    lineage: dict = {}
+    for record in RECORDS:
+        path = Path(run_dir) / record
+        if not path.exists():
+            continue
+        try:
+            lineage.update(json.loads(path.read_text()))
+        except (OSError, json.JSONDecodeError) as exc:
+            raise RoicastError(f"{path} is unreadable ({exc}). Re-run the chain with --overwrite.") from None
+    return lineage
+
+
+def _write_record(run_dir: Path, record: str, lineage: dict) -> None:
+    """Write the entries that `record` keeps; a record left with none goes, as its step's outputs did."""
+    entries = {step: entry for step, entry in lineage.items() if SPECS[step].record == record}
+    if entries:
+        write_json(Path(run_dir) / record, entries)
+    else:
+        (Path(run_dir) / record).unlink(missing_ok=True)
 
 
 def lock_path(run_id: str) -> Path:
@@ -186,19 +219,23 @@ class Step:
         lineage = read_lineage(self.dir)
         inputs = {parent: lineage[parent]["version"] for parent in upstream(self.name)}
         outputs = {name: file_digest(self.dir / name) for name in spec.writes}
-        missing = [name for name in spec.writes if not (self.dir / name).exists()]
+        missing = [name for name in spec.writes
+                   if name not in spec.optional and not (self.dir / name).exists()]
         if missing:
             raise MissingArtefactError(f"{self.name} did not write {', '.join(missing)} in {self.dir}.")
         content = outputs if not inputs else {}  # the first step's version includes the data it found
         version = _digest({"step": self.name, "params": mine, "inputs": inputs, "content": content})
         lineage[self.name] = {"version": version, "params": mine, "inputs": inputs, "outputs": outputs,
                               "finished": datetime.now(UTC).isoformat(timespec="seconds")}
+        dropped = []
         for later in downstream(self.name):
             entry = lineage.get(later)
             if entry and any(lineage.get(p, {}).get("version") != v for p, v in entry["inputs"].items()):
                 remove_outputs(self.dir, later)
                 lineage.pop(later)
-        write_json(self.dir / LINEAGE, lineage)
+                dropped.append(later)
+        for record in dict.fromkeys(SPECS[step].record for step in (self.name, *dropped)):
+            _write_record(self.dir, record, lineage)
         shutil.rmtree(self.dir / SCRATCH / self.name, ignore_errors=True)
         assemble_metrics(self.run_id)
         return version
@@ -254,7 +291,7 @@ def complete_steps(run_dir: Path) -> list[str]:
     for spec in STEPS:
         entry = lineage.get(spec.name)
         if (entry and all(entry["outputs"].get(n) == file_digest(Path(run_dir) / n)
-                          and (Path(run_dir) / n).exists() for n in spec.writes)
+                          and ((Path(run_dir) / n).exists() or n in spec.optional) for n in spec.writes)
                 and all(lineage.get(p, {}).get("version") == v for p, v in entry["inputs"].items())):
             done.append(spec.name)
     return done

@@ -27,7 +27,7 @@ from roicast import paths
 from roicast.artefacts import atomic_path, write_json
 from roicast.checkout import require_checkout
 from roicast.cluster import connect
-from roicast.config import VARIANT_PARAMS, validate_params
+from roicast.config import VARIANT_PARAMS, require_backend, validate_params
 from roicast.errors import ParameterError
 from roicast.reports import headline_rows
 
@@ -62,11 +62,12 @@ def read_grid(path: Path) -> dict[str, list]:
 
 
 def expand_grid(grid: dict[str, list]) -> list[dict]:
-    """Every combination of the grid's values, validated before anything runs."""
+    """Every combination of the grid's values, validated (and its backend installed) before
+    anything runs."""
     names = list(grid)
     combos = [dict(zip(names, values, strict=True)) for values in itertools.product(*grid.values())]
     for combo in combos:
-        validate_params(combo)
+        require_backend(validate_params(combo).backend)
     return combos
 
 
