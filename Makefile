@@ -4,6 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 ARGS ?=
+WORKERS ?= auto  # pytest-xdist processes: one per core
 
 .PHONY: setup run test test-unit test-notebooks nbval-refresh lint lab clean-runs
 
@@ -18,15 +19,15 @@ $(STAMP): pyproject.toml
 run: setup  ## the whole chain on the bundled dataset (ARGS="-p epochs 20" to change it)
 	$(BIN)/roicast run $(ARGS)
 
-test: setup  ## lint, then every test: unit, notebooks under papermill, nbval
+test: setup  ## lint, then every test: unit, fits, notebooks under papermill, nbval
 	$(BIN)/ruff check lib tests benchmarks scripts notebooks
-	$(BIN)/pytest
+	$(BIN)/pytest -n $(WORKERS)
 
-test-unit: setup
-	$(BIN)/pytest -m "not notebooks and not slow"
+test-unit: setup  ## the quick loop: no fit, no kernel
+	$(BIN)/pytest -n $(WORKERS) -m "not notebooks and not slow"
 
 test-notebooks: setup
-	$(BIN)/pytest -m "notebooks"
+	$(BIN)/pytest -n $(WORKERS) -m "notebooks"
 
 lint: setup
 	$(BIN)/ruff check lib tests benchmarks scripts notebooks

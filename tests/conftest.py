@@ -1,10 +1,12 @@
 """Shared fixtures: a private work folder for every test, and small real price tables."""
 
 import os
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+from filelock import FileLock
 
 from roicast import paths
 
@@ -38,3 +40,20 @@ def random_walk_prices(n_days: int = 300, n_assets: int = 3, seed: int = 0) -> p
     prices = 100 * np.exp(np.cumsum(returns, axis=0))
     dates = pd.bdate_range("2020-01-01", periods=n_days, name="date")
     return pd.DataFrame(prices, index=dates, columns=[f"A{i}" for i in range(n_assets)])
+
+
+@pytest.fixture(scope="session")
+def tiny_chain(tmp_path_factory) -> tuple[Path, dict]:
+    """The tiny chain (tests/chain.py), built once per pytest run and shared by the xdist
+    workers (their temporary folders share a parent); its work folder and outcome. Read only:
+    tests take a copy (`tiny_copy`)."""
+    from tests import chain
+
+    shared = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        shared = shared.parent
+    with FileLock(str(shared / "tiny-chain.lock")):
+        outcome = chain.build(shared / "tiny-chain")
+    if outcome["status"] != "succeeded":
+        pytest.fail(f"the tiny chain did not succeed: {outcome}")
+    return shared / "tiny-chain", outcome

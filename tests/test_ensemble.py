@@ -66,26 +66,43 @@ def test_members_that_cannot_share_a_fit_train_in_stacks_of_their_own(dataset):
 
 
 @pytest.mark.slow
-def test_members_trained_side_by_side_are_the_networks_trained_alone(dataset, tmp_path, monkeypatch):
-    """Each its own shuffle, learning-rate cuts and early stop: the same weights to the last bit."""
+def test_members_side_by_side_and_on_two_workers_are_the_networks_trained_alone(dataset, tmp_path,
+                                                                                monkeypatch):
+    """Each its own shuffle, learning-rate cuts and early stop: the same weights to the last bit,
+    whether side by side in one model (a GPU, one core) or in turn on a LocalCluster's workers."""
+    from roicast import cluster
+
     monkeypatch.delenv(SCHEDULER_ENV, raising=False)
-    monkeypatch.setattr(ensemble, "local_workers", lambda n_tasks: 0)  # as with a GPU or one core
     params = RunParams(**{**TINY, "epochs": 8, "lr_patience": 1, "early_stopping_patience": 2,
                           "batch_size": 32})
     first = training.train(dataset, params, tmp_path / "first", verbose=0)
-    members, run = ensemble.train_members(dataset, params, tmp_path, first.model, first.info)
-    assert [m.seed for m in members] == [11, 12, 13, 14] and run["scheduler"] is None
     (tmp_path / "alone").mkdir()
     alone = [ensemble.train_member(dataset, params, seed, tmp_path / "alone") for seed in (12, 13, 14)]
-    for member, lone in zip(members[1:], alone, strict=True):
-        np.testing.assert_array_equal(member.test, lone.test)
-        assert (member.val_loss, member.epochs_run) == (lone.val_loss, lone.epochs_run)
-        saved = models.load_model(tmp_path / "ensemble" / f"member_{member.seed}.keras")
-        np.testing.assert_allclose(training.predict(saved, dataset, dataset.test_idx), member.test,
-                                   rtol=1e-5, atol=1e-6)
-    assert len({m.epochs_run for m in members[1:]}) > 1, "the members stopped at different epochs"
-    assert not np.allclose(members[1].test, members[2].test), "different seeds, different members"
-    assert not [p for p in (tmp_path / "ensemble").iterdir() if p.suffix != ".keras"]
+    assert len({m.epochs_run for m in alone}) > 1, "the members stop at different epochs"
+    for workers in (0, 2):
+        monkeypatch.setattr(ensemble, "local_workers", lambda n_tasks, workers=workers: workers)
+        run_dir = tmp_path / f"workers-{workers}"
+        members, run = ensemble.train_members(dataset, params, run_dir, first.model, first.info)
+        assert [m.seed for m in members] == [11, 12, 13, 14] and run["workers"] == workers
+        for member, lone in zip(members[1:], alone, strict=True):
+            np.testing.assert_array_equal(member.test, lone.test)
+            assert (member.val_loss, member.epochs_run) == (lone.val_loss, lone.epochs_run)
+            saved = models.load_model(run_dir / "ensemble" / f"member_{member.seed}.keras")
+            np.testing.assert_allclose(training.predict(saved, dataset, dataset.test_idx), member.test,
+                                       rtol=1e-5, atol=1e-6)
+        assert not [p for p in (run_dir / "ensemble").iterdir() if p.suffix != ".keras"]
+    assert cluster.local_workers(3) in (0, 2, 3)
+
+
+@pytest.mark.slow
+def test_members_trained_in_turn_share_one_traced_network(dataset, tmp_path, monkeypatch):
+    compiled = []
+    original = training.compile_model
+    monkeypatch.setattr(training, "compile_model", lambda *a, **k: compiled.append(1) or original(*a, **k))
+    params = RunParams(**{**TINY, "epochs": 1})
+    members = ensemble.train_in_turn(dataset, params, [1, 2, 3], [{}, {}, {"dense_units": 6}], tmp_path)
+    assert [m.seed for m in members] == [1, 2, 3]
+    assert len(compiled) == 2, "one network for the two members of one shape, one for the variant"
 
 
 @pytest.mark.slow

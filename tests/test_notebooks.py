@@ -1,7 +1,8 @@
 """The notebooks themselves: the whole chain under papermill with tiny settings, and nbval.
 
 Like microsoft/recommenders' notebook tests, each run's recorded metrics are checked
-within tolerances, not just "it ran". Tiny settings keep the chain under a minute.
+within tolerances, not just "it ran". One tiny chain is built per pytest run (tests/chain.py);
+each test works on its own copy of it, re-running only the notebooks it is about.
 """
 
 import json
@@ -19,16 +20,11 @@ import pytest
 
 from roicast import paths
 from roicast.cli import main
-from roicast.config import validate_params
-from roicast.runner import run_chain
+from tests import chain
+from tests.chain import TINY
 
 pytestmark = pytest.mark.notebooks
 
-TINY = {
-    "tickers": ["AAPL", "JPM", "KO", "XOM", "MSFT", "PG"], "history_years": 2.0, "seq_len": 20,
-    "lstm_units": [8, 4], "attention_heads": 2, "attention_key_dim": 8, "dense_units": 16,
-    "epochs": 2, "n_members": 2, "seed": 7,
-}
 PREDICTORS = {"hybrid", "ensemble", "persistence", "window_mean", "train_mean", "ridge", "ridge_decomposed",
               "ceiling"}
 
@@ -37,31 +33,18 @@ def _metrics(run_id: str) -> dict:
     return json.loads((paths.run_dir(run_id) / "metrics.json").read_text())
 
 
-@pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory):
-    """One full run of the five notebooks, shared by the checks below."""
-    workdir = tmp_path_factory.mktemp("chain")
-    old = os.environ.get("ROICAST_WORKDIR")
-    os.environ["ROICAST_WORKDIR"] = str(workdir)
-    try:
-        result = run_chain(validate_params({**TINY, "run_id": "tiny"}), log=lambda line: None)
-        yield result, _metrics("tiny"), workdir
-    finally:
-        if old is None:
-            os.environ.pop("ROICAST_WORKDIR", None)
-        else:
-            os.environ["ROICAST_WORKDIR"] = old
-
-
 @pytest.fixture
-def in_tiny_run(tiny_run, monkeypatch):
-    monkeypatch.setenv("ROICAST_WORKDIR", str(tiny_run[2]))
-    return tiny_run
+def in_tiny_run(tiny_chain, workdir):
+    """This test's own copy of the tiny chain (built once per pytest run): its outcome, its
+    metrics and the work folder that holds it."""
+    folder, outcome = tiny_chain
+    chain.copy_into(folder, workdir)
+    return outcome, _metrics(chain.RUN_ID), workdir
 
 
 def test_chain_records_every_predictor_in_both_spaces(in_tiny_run):
-    result, metrics, _ = in_tiny_run
-    assert result.status == metrics["status"] == "succeeded"
+    outcome, metrics, _ = in_tiny_run
+    assert outcome["status"] == metrics["status"] == "succeeded"
     assert set(metrics["timings_s"]) == set(paths.NOTEBOOKS)
     for space in ("scaled", "roi_pct"):
         assert set(metrics["metrics"][space]) == PREDICTORS

@@ -13,6 +13,8 @@ from roicast.preprocess import build_dataset
 keras = pytest.importorskip("keras")
 from roicast import forecast, models, training  # noqa: E402
 
+pytestmark = pytest.mark.slow  # every test starts from a trained run
+
 TINY = dict(seq_len=20, lstm_units=[4, 2], attention_heads=2, attention_key_dim=4, dense_units=8,
             epochs=2, batch_size=64)
 ASSETS = ["AAPL", "JPM", "KO", "XOM"]

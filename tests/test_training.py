@@ -56,6 +56,7 @@ def test_balanced_class_weights_are_per_asset():
     np.testing.assert_allclose(negative, [2.0, 1.0])
 
 
+@pytest.mark.slow
 def test_training_writes_its_outputs_and_reloads_in_safe_mode(dataset, tmp_path):
     result = training.train(dataset, RunParams(**TINY), tmp_path, verbose=0)
     training.save_training(tmp_path, result, tmp_path)
@@ -71,6 +72,7 @@ def test_training_writes_its_outputs_and_reloads_in_safe_mode(dataset, tmp_path)
     assert (tmp_path / "logs").is_dir()
 
 
+@pytest.mark.slow
 def test_direction_training_saves_its_custom_loss(dataset, tmp_path):
     params = RunParams(task="direction", **TINY)
     result = training.train(dataset, params, tmp_path, verbose=0)
@@ -79,12 +81,14 @@ def test_direction_training_saves_its_custom_loss(dataset, tmp_path):
     models.load_model(tmp_path / "model.keras")
 
 
+@pytest.mark.slow
 def test_same_seed_same_weights(dataset, tmp_path):
     runs = [training.train(dataset, RunParams(**TINY), tmp_path / str(i), verbose=0) for i in range(2)]
     for a, b in zip(runs[0].model.get_weights(), runs[1].model.get_weights(), strict=True):
         np.testing.assert_array_equal(a, b)
 
 
+@pytest.mark.slow
 def test_the_training_step_is_traced_once(dataset, tmp_path, monkeypatch):
     """TensorFlow traces it a second time if the optimizer's or the metrics' variables are first
     created inside it: that was half of every training's first epoch."""

@@ -17,6 +17,8 @@ machine, with the default backend fixed before anyone could choose another.
 import importlib
 import importlib.abc
 import importlib.util
+import logging
+import os
 import sys
 
 from roicast.errors import RoicastError
@@ -71,4 +73,24 @@ def _register_with_keras() -> None:
         sys.meta_path.insert(0, _KerasHook())
 
 
+def _logs_to_kernel_log() -> None:
+    """In a notebook kernel that `roicast run` started, send Python's logging to the kernel's own
+    stderr, which the runner writes to reports/<run>/<notebook>.kernel.log.
+
+    TensorFlow, imported into an interactive shell whose logging nobody configured, adds its
+    own handler and logs to stdout, which the runner passes on to the terminal line by line.
+    With a handler on the root logger first, it adds none, and its warnings go to the log with
+    every other library's. Run by hand in JupyterLab, a notebook still shows them.
+    """
+    if "ipykernel" not in sys.modules or logging.root.handlers:
+        return
+    from roicast.store import LOCKED_RUN_ENV
+
+    if os.environ.get(LOCKED_RUN_ENV):
+        handler = logging.StreamHandler(sys.__stderr__)
+        handler.setFormatter(logging.Formatter(logging.BASIC_FORMAT))
+        logging.root.addHandler(handler)
+
+
+_logs_to_kernel_log()
 _register_with_keras()

@@ -5,17 +5,18 @@ five trains four more; with `member_variants`, those cycle through several hyper
 sets (other widths, dropouts, learning rates…) instead of repeating the run's network. On a
 CPU they train as dask tasks, the engine of sweeps: on a LocalCluster of one single-threaded
 worker process per core, since TensorFlow keeps barely more than one core busy with a network
-this small, so each worker gets its share of the cores and two cores train two members at once
-(benchmarks/README.md has the numbers); or, when the runner names a scheduler
-(`roicast run --scheduler`, passed on as ROICAST_SCHEDULER), on that existing cluster.
-Each task trains its member in a Python process of its own (`roicast.member_process` says
-why), so a member is the network its seed and variant give, as if trained one after another.
-With a GPU, or a single core, and no scheduler, they train one after another in this process.
-Members may
-also train on bootstrap resamples of the training windows. Two combinations are reported:
-equal weights, and weights proportional to the inverse validation loss (validation only,
-never the test period). `score_ensemble`, `interval_coverage` and `backtest` fit the run's task:
-regression members are scored against the baselines, direction members against the majority class.
+this small, so two cores train two members at once; or, when the runner names a scheduler
+(`roicast run --scheduler`, passed on as ROICAST_SCHEDULER), on that existing cluster. Each
+task trains its share of the members in turn, in a Python process of its own
+(`roicast.member_process` says why) that imports TensorFlow once and traces one network for
+all of them (`training.CompiledNetworks`). With a GPU, or a single core, and no scheduler, they
+train side by side as one model in this process (`roicast.member_stack`). Either way each
+member is the network its seed and variant give when trained alone, to the last bit (tests).
+Members may also train on bootstrap resamples of the training windows. Two combinations are
+reported: equal weights, and weights proportional to the inverse validation loss (validation
+only, never the test period). `score_ensemble`, `interval_coverage` and `backtest` fit the
+run's task: regression members are scored against the baselines, direction members against the
+majority class.
 """
 
 import pickle
@@ -40,7 +41,7 @@ from roicast.errors import RoicastError
 from roicast.member_process import train_in_child
 from roicast.member_stack import MemberSpec, stacks, train_stack
 from roicast.preprocess import to_roi_pct
-from roicast.training import predict, train
+from roicast.training import CompiledNetworks, predict, train
 
 
 @dataclass
@@ -81,13 +82,13 @@ def _as_member(model: keras.Model, dataset: Dataset, seed: int, variant: dict, i
 
 
 def train_member(dataset: Dataset, params: RunParams, seed: int, out_dir: Path,
-                 variant: dict | None = None) -> Member:
+                 variant: dict | None = None, networks: CompiledNetworks | None = None) -> Member:
     """Train one member, save it as `member_<seed>.keras` in `out_dir`, forecast val and test."""
     variant = variant or {}
     train_idx = bootstrap_indices(dataset.train_idx, seed) if params.bootstrap else None
     with tempfile.TemporaryDirectory(dir=out_dir) as work:
         result = train(dataset, params.with_variant(variant), Path(work), seed=seed,
-                       train_indices=train_idx, verbose=0)
+                       train_indices=train_idx, verbose=0, networks=networks)
     with atomic_path(Path(out_dir) / f"member_{seed}.keras") as tmp:
         result.model.save(tmp)
     return _as_member(result.model, dataset, seed, variant, result.info)
@@ -139,31 +140,46 @@ def train_here(dataset: Dataset, params: RunParams, seeds: list[int], variants: 
     return [trained[seed] for seed in seeds]
 
 
+def train_in_turn(dataset: Dataset, params: RunParams, seeds: list[int], variants: list[dict],
+                  out_dir: Path) -> list[Member]:
+    """Members one after another in this process, those of one shape on one traced network
+    (`training.CompiledNetworks`): each the network it would be if trained alone."""
+    networks, trained = CompiledNetworks(), []
+    for seed, variant in zip(seeds, variants, strict=True):
+        with _naming([seed], [variant]):
+            trained.append(train_member(dataset, params, seed, out_dir, variant, networks))
+    return trained
+
+
 def train_on_cluster(client: Client, dataset: Dataset, params: RunParams, seeds: list[int],
                      variants: list[dict], out_dir: Path) -> list[Member]:
-    """One member per seed as dask tasks, each in a process of its own (`member_process`),
-    reported as each finishes, returned in seed order.
+    """The members as dask tasks, one per worker, each training its share of the members in
+    turn in a process of its own (`member_process`): one TensorFlow import and one trace per
+    share, not per member. Seed k goes to share k mod workers, so the same seeds meet the same
+    order. Reported as each share finishes, returned in seed order.
 
-    The dataset travel to the cluster once, not once per member; the first failure stops the
-    ensemble (leaving the client's `with` block cancels the other tasks).
+    The dataset travels to the cluster once; the first failure stops the ensemble (leaving the
+    client's `with` block cancels the other tasks).
     """
     shares = workers_per_host(client)
+    n_shares = max(1, min(len(seeds), sum(shares.values())))
     [shared] = client.scatter([dataset])
-    futures = {client.submit(train_in_child, shared, params, seed, variant, backends.name(), shares,
-                             pure=False): (seed, variant)
-               for seed, variant in zip(seeds, variants, strict=True)}
+    futures = {client.submit(train_in_child, shared, params, seeds[k::n_shares], variants[k::n_shares],
+                             backends.name(), shares, pure=False): k for k in range(n_shares)}
     trained = {}
     for future in as_completed(futures):
-        seed, variant = futures[future]
-        with _naming([seed], [variant]):
-            outcome, model = future.result()
-            member = pickle.loads(outcome)
-            if isinstance(member, Exception):
-                raise member
-        with atomic_path(Path(out_dir) / f"member_{seed}.keras") as tmp:
-            tmp.write_bytes(model)
-        _report(member)
-        trained[seed] = member
+        k = futures[future]
+        with _naming(seeds[k::n_shares], variants[k::n_shares]):
+            outcome, models = future.result()
+            members = pickle.loads(outcome)
+            if isinstance(members, Exception):
+                raise members
+        for member in members:
+            name = f"member_{member.seed}.keras"
+            with atomic_path(Path(out_dir) / name) as tmp:
+                tmp.write_bytes(models[name])
+            _report(member)
+            trained[member.seed] = member
     return [trained[seed] for seed in seeds]
 
 

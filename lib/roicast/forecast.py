@@ -50,14 +50,29 @@ COLUMNS = ["date", "asset", "step", "model", "method", "forecast_roi_pct", "lowe
            "upper_roi_pct", "known_roi_pct", "implied_return_pct"]
 
 
-class Ensemble:
-    """The equal-weight mean of several networks, called like one Keras model."""
+class Members(keras.Model):
+    """Several networks side by side, one output each: one graph to trace for all of them."""
 
-    def __init__(self, members: list):
-        self.members = members
+    def __init__(self, networks: list[keras.Model]):
+        super().__init__(name="members")
+        self.networks = networks
+
+    def call(self, windows, training=False):
+        return [network(windows, training=training) for network in self.networks]
+
+
+class Ensemble:
+    """The equal-weight mean of several networks, called like one Keras model.
+
+    The networks run as one model (`Members`): one trace for the ensemble rather than one per
+    member, which made TensorFlow warn about retracing once five came close together.
+    """
+
+    def __init__(self, members: list[keras.Model]):
+        self.members = Members(members)
 
     def predict_on_batch(self, windows: np.ndarray) -> np.ndarray:
-        return np.mean([m.predict_on_batch(windows) for m in self.members], axis=0)
+        return np.mean(self.members.predict_on_batch(windows), axis=0)
 
 
 class RidgeOnWindows:

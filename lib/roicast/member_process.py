@@ -23,7 +23,7 @@ from roicast.errors import RoicastError
 
 CHILD = "from roicast.member_process import child_main; child_main()"
 OUTCOME = "outcome.pickle"
-MEMBER = "roicast.ensemble:train_member"
+MEMBERS = "roicast.ensemble:train_in_turn"
 
 
 def threads_here(workers_per_host: dict[str, int]) -> int:
@@ -58,13 +58,11 @@ def run_in_child(target: str, args: tuple, kwargs: dict, backend: str,
         return outcome.read_bytes(), files
 
 
-def train_in_child(dataset: Dataset, params: RunParams, seed: int, variant: dict, backend: str,
-                   workers_per_host: dict[str, int]) -> tuple[bytes, bytes | None]:
-    """Train one ensemble member in a child process; return its pickled outcome (the Member, or
-    the exception it raised) and the bytes of its saved model (None when it failed)."""
-    outcome, files = run_in_child(MEMBER, (dataset, params, seed), {"variant": variant}, backend,
-                                  workers_per_host)
-    return outcome, files.get(f"member_{seed}.keras")
+def train_in_child(dataset: Dataset, params: RunParams, seeds: list[int], variants: list[dict], backend: str,
+                   workers_per_host: dict[str, int]) -> tuple[bytes, dict[str, bytes]]:
+    """Train some ensemble members in turn in a child process; return the pickled outcome (the
+    Members, or the exception raised) and the bytes of each saved model by file name."""
+    return run_in_child(MEMBERS, (dataset, params, seeds, variants), {}, backend, workers_per_host)
 
 
 def _function(target: str):

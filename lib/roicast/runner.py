@@ -7,6 +7,7 @@ the whole chain; a full run never lands on an existing run unless `overwrite` re
 first; an interrupted run says so and can be resumed.
 """
 
+import asyncio
 import logging
 import os
 import shutil
@@ -18,8 +19,10 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
+import nbformat
 import papermill
 from jupyter_client.manager import AsyncKernelManager
+from jupyter_core.utils import ensure_event_loop, run_sync
 from papermill.exceptions import PapermillExecutionError
 
 from roicast import paths, reports, store
@@ -201,18 +204,77 @@ def prepare_run_dir(params: RunParams, notebooks: list[str], overwrite: bool) ->
     return run_dir
 
 
+KERNEL_ARGUMENTS = ["--IPKernelApp.capture_fd_output=False"]
+KERNEL_START_TIMEOUT = 600  # s: a warm kernel answers once its imports are done, on a busy machine too
+
+
+def import_cell(nb: str) -> str:
+    """The notebook's first code cell: its imports, by the notebooks' own convention."""
+    notebook = nbformat.read(paths.notebook_path(nb), as_version=4)
+    return next(cell.source for cell in notebook.cells if cell.cell_type == "code")
+
+
+class WarmKernels:
+    """Each notebook's kernel, started while the notebook before it runs.
+
+    A kernel starts in about a second, but importing TensorFlow, Keras and the library takes
+    it ten more (benchmarks/README.md); on two cores the notebook before it rarely keeps both
+    busy. So the next notebook's kernel is started early and runs that notebook's import cell
+    as it starts (IPython's `exec_lines`, outside the notebook's history); the notebook then
+    runs every cell itself, its imports finding the modules loaded.
+    """
+
+    def __init__(self, report_dir: Path):
+        self.report_dir, self.started = report_dir, {}
+
+    def start(self, nb: str) -> None:
+        log_path = self.report_dir / f"{nb}.kernel.log"
+        log_path.unlink(missing_ok=True)
+        manager = kernel_manager_logging_to(log_path)(kernel_name="python3")
+        run_sync(manager.start_kernel)(cwd=str(paths.NOTEBOOKS_DIR), extra_arguments=[
+            *KERNEL_ARGUMENTS, f"--IPKernelApp.exec_lines={import_cell(nb)}"])
+        self.started[nb] = manager
+
+    def take(self, nb: str) -> AsyncKernelManager:
+        if nb not in self.started:
+            self.start(nb)
+        return self.started.pop(nb)
+
+    @staticmethod
+    def stop(manager: AsyncKernelManager) -> None:
+        with suppress(RuntimeError):  # already gone
+            run_sync(manager.shutdown_kernel)(now=True)
+
+    def close(self) -> None:
+        for manager in self.started.values():
+            self.stop(manager)
+        self.started.clear()
+
+
+def end_pending_tasks() -> None:
+    """Finish what an interrupted notebook left on the event loop.
+
+    Ctrl-C stops papermill inside its loop; the cell's task stays pending and, once the loop
+    runs again (nbclient shuts the kernel down at exit), ends with the kernel's error that no
+    one reads, which asyncio then prints as "Task exception was never retrieved" with a
+    traceback. Cancelled and awaited here, each task's outcome is read and nothing is printed.
+    """
+    loop = ensure_event_loop()
+    pending = [task for task in asyncio.all_tasks(loop) if not task.done()]
+    for task in pending:
+        task.cancel()
+    if pending:
+        loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+
+
 def _execute(nb: str, params: RunParams, report_dir: Path, log: Callable[[str], None],
-             quiet: bool) -> None:
+             quiet: bool, kernel: AsyncKernelManager) -> None:
     values = params.model_dump()
     wanted = {k: values[k] for k in store.declared_parameters(nb)}
-    (report_dir / f"{nb}.kernel.log").unlink(missing_ok=True)
     papermill.execute_notebook(str(paths.notebook_path(nb)), str(report_dir / f"{nb}.ipynb"),
                                parameters=wanted, kernel_name="python3", progress_bar=False,
-                               cwd=str(paths.NOTEBOOKS_DIR),
-                               stdout_file=None if quiet else _Progress(nb, log),
-                               kernel_manager_class=kernel_manager_logging_to(
-                                   report_dir / f"{nb}.kernel.log"),
-                               extra_arguments=["--IPKernelApp.capture_fd_output=False"])
+                               cwd=str(paths.NOTEBOOKS_DIR), km=kernel, start_timeout=KERNEL_START_TIMEOUT,
+                               stdout_file=None if quiet else _Progress(nb, log))
 
 
 def run_chain(params: RunParams, only: Sequence[str] | None = None, with_code: bool = False,
@@ -276,29 +338,38 @@ def _run_locked(params: RunParams, notebooks: list[str], with_code: bool, log: C
     reports.record_status(params, notebooks, "running", result.timings_s)
     log(f"run {params.run_id}: {', '.join(notebooks)}")
     nb = notebooks[0]
+    kernels = WarmKernels(report_dir)
     try:
-        for nb in notebooks:
+        for position, nb in enumerate(notebooks):
             log(f"  {nb} …")
             start = time.perf_counter()
+            kernel = kernels.take(nb)
+            if position + 1 < len(notebooks):
+                kernels.start(notebooks[position + 1])
             try:
-                _execute(nb, params, report_dir, log, quiet)
+                _execute(nb, params, report_dir, log, quiet, kernel)
             except PapermillExecutionError as exc:
                 result.status, result.error = "failed", _failure_message(nb, exc)
             except KeyboardInterrupt:
+                end_pending_tasks()  # before the kernel's shutdown runs the loop again
                 raise
             except Exception as exc:  # the kernel died or could not start: still a failed run
                 result.status, result.error = "failed", f"{nb} failed: {type(exc).__name__}: {exc}"
+            finally:
+                kernels.stop(kernel)
             result.timings_s[nb] = round(time.perf_counter() - start, 2)
             _render(report_dir / f"{nb}.ipynb", with_code)
             log(f"  {nb:<14} {result.timings_s[nb]:7.1f} s  {'FAILED' if result.error else 'ok'}")
             if result.error:
                 break
     except KeyboardInterrupt:
+        end_pending_tasks()
         reports.record_status(params, notebooks, "interrupted", result.timings_s,
                               error=f"{nb} interrupted")
         raise RunInterrupted(f"run {params.run_id} interrupted during {nb}; what finished before is "
                              f"kept. Resume with: roicast run --resume --run-id {params.run_id}") from None
     finally:
+        kernels.close()
         os.environ.pop(store.LOCKED_RUN_ENV, None)
         for name, value in before.items():
             _set_env(name, value)

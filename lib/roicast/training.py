@@ -17,6 +17,7 @@ TensorFlow need not be installed: roicast imports it only on its own backend (Ke
 itself still imports it wherever it is installed).
 """
 
+import json
 import os
 import random
 import shutil
@@ -157,6 +158,36 @@ def compile_model(model: keras.Model, params: RunParams, class_weights=None) -> 
     model.compile(optimizer=optimizer, loss=loss, metrics=metrics, steps_per_execution=steps)
     create_training_state(model)
     return model
+
+
+class CompiledNetworks:
+    """Compiled networks kept for the next training of the same shape in this process.
+
+    Tracing a network's training step costs several epochs (benchmarks/README.md); networks
+    trained one after another (ensemble members) can share one traced graph. `start` puts a
+    kept network exactly where a freshly built one starts: every variable copied from it (the
+    dropout layers' seed states too) and the optimizer's state back to zero, so the training
+    that follows is the one the fresh network would have had.
+    """
+
+    def __init__(self):
+        self.kept: dict[str, keras.Model] = {}
+
+    def start(self, fresh: keras.Model, params: RunParams, class_weights=None) -> keras.Model:
+        shape = {k: v for k, v in network_arguments(params).items() if k != "seed"}  # seeds: in the weights
+        key = json.dumps([fresh.input_shape, shape, params.resolved_learning_rate, params.weight_decay,
+                          params.resolved_clipnorm, params.task, None if class_weights is None
+                          else [list(map(float, w)) for w in class_weights]], sort_keys=True, default=str)
+        if key not in self.kept:
+            self.kept[key] = compile_model(fresh, params, class_weights)
+            return self.kept[key]
+        model = self.kept[key]
+        for kept, new in zip(model.variables, fresh.variables, strict=True):
+            kept.assign(new)
+        for variable in model.optimizer.variables:
+            variable.assign(np.zeros(variable.shape, variable.dtype))
+        model.optimizer.learning_rate = params.resolved_learning_rate
+        return model
 
 
 def create_training_state(model: keras.Model) -> None:
@@ -338,7 +369,7 @@ class TrainResult:
 
 def train(dataset: Dataset, params: RunParams, work_dir: Path, seed: int | None = None,
           train_indices: np.ndarray | None = None, verbose: int = 2, fine_tune: bool = False,
-          schedule: list[float] | None = None) -> TrainResult:
+          schedule: list[float] | None = None, networks: CompiledNetworks | None = None) -> TrainResult:
     """Build, compile and fit the network of `params` on the training windows.
 
     Validation is the period after training (never the test period); the returned model
@@ -348,7 +379,8 @@ def train(dataset: Dataset, params: RunParams, work_dir: Path, seed: int | None 
     `params.freeze_layers`; the other retrainings (walk-forward folds, ensemble members, one
     network per horizon) start afresh, since the earlier run may have trained on their test days.
     `schedule`, the learning rate of each epoch, fits without validation for exactly that many
-    epochs: for a refit, which holds nothing out.
+    epochs: for a refit, which holds nothing out. `networks` lets trainings in a row share one
+    traced graph; the result's model is then valid until the next of them starts.
     """
     seed = params.seed if seed is None else seed
     set_seed(seed)
@@ -365,7 +397,8 @@ def train(dataset: Dataset, params: RunParams, work_dir: Path, seed: int | None 
     with model_scope():
         model = build_model(seq_len, n_assets, n_features, **network_arguments(params, seed))
         initialise(model, dataset, params, train_idx, fine_tune)
-        model = compile_model(model, params, class_weights)
+        model = (compile_model(model, params, class_weights) if networks is None
+                 else networks.start(model, params, class_weights))
     train_ds = window_batches(dataset.features, y_train, train_idx, seq_len, params.batch_size,
                               shuffle=True, seed=seed)
     val_ds = None
@@ -437,9 +470,20 @@ class Network:
 
 def predict(model: keras.Model, dataset: Dataset, indices: np.ndarray,
             batch_size: int = EVAL_BATCH) -> np.ndarray:
-    """The model's outputs for the given sample indices, shape (len(indices), n_assets)."""
-    ds = window_batches(dataset.features, None, indices, dataset.seq_len, batch_size)
-    return model.predict(ds, verbose=0)
+    """The model's outputs for the given sample indices, shape (len(indices), n_assets).
+
+    Every batch holds exactly `batch_size` windows, one at a time: the last is filled up with
+    copies of its last window, whose outputs are dropped. The model's predict function thus
+    sees one input shape and is traced once. Keras's `predict` traced it again for a shorter
+    last batch and for every other number of batches per call (up to `steps_per_execution`):
+    three or four traces per network, and TensorFlow's retracing warning once five came close
+    together (ensemble members, walk-forward folds).
+    """
+    indices = np.asarray(indices)
+    filled = np.concatenate([indices, np.repeat(indices[-1:], -len(indices) % batch_size)])
+    batches = window_batches(dataset.features, None, filled, dataset.seq_len, batch_size)
+    outputs = [model.predict_on_batch(keras.utils.unpack_x_y_sample_weight(batch)[0]) for batch in batches]
+    return np.concatenate(outputs)[: len(indices)]
 
 
 def summary(info: dict) -> str:
