@@ -32,8 +32,14 @@ def test_an_impossible_value_is_refused(capsys):
     assert code == 2 and "'minmax'" in err and "'standard'" in err
 
 
-def test_only_on_a_run_that_does_not_exist_lists_the_runs(capsys):
+def test_only_on_a_new_run_needs_every_input_made_earlier_in_the_plan(capsys):
     code, err = _run(capsys, "--only", "04_evaluate", "--run-id", "fresh")
+    assert code == 2
+    assert "prices.parquet" in err and "01_collect" in err
+
+
+def test_resume_on_a_run_that_does_not_exist_lists_the_runs(capsys):
+    code, err = _run(capsys, "--resume", "--run-id", "fresh")
     assert code == 2
     assert "No run 'fresh'" in err and "Existing runs: none" in err
 

@@ -1,6 +1,7 @@
 """Ensemble members: side by side in one model or as dask tasks, the same networks as trained alone."""
 
 import os
+import pickle
 
 import numpy as np
 import pytest
@@ -128,3 +129,37 @@ def test_an_unreachable_scheduler_from_the_runner_fails_within_seconds_naming_it
     monkeypatch.setenv(SCHEDULER_ENV, "tcp://127.0.0.1:9")
     with pytest.raises(RoicastError, match="tcp://127.0.0.1:9"):
         ensemble.train_seeds(dataset, RunParams(**TINY), [12], tmp_path, 0, None, scheduler_address())
+
+
+def test_members_trained_ahead_are_taken_only_for_the_same_data_and_parameters(tmp_path):
+    from roicast import members_ahead
+
+    params = RunParams(**TINY)
+    (tmp_path / "dataset.npz").write_bytes(b"the windows")
+    assert members_ahead.take(tmp_path, params) is None, "nothing was started"
+    here = members_ahead.folder(tmp_path)
+    here.mkdir(parents=True)
+    (here / members_ahead.STARTED).touch()
+    assert members_ahead.take(tmp_path, params) is None, "the process left no members"
+    made = {"key": members_ahead.key(tmp_path, params), "members": ["m12", "m13"], "seconds": 3.0}
+    (here / members_ahead.RESULT).write_bytes(pickle.dumps(made))
+    assert members_ahead.take(tmp_path, params) == (["m12", "m13"], 3.0)
+    assert members_ahead.take(tmp_path, params.model_copy(update={"dropout_lstm": 0.3})) is None
+    assert members_ahead.take(tmp_path, params.model_copy(update={"forecast_days": 9})) is not None, \
+        "06's parameters do not change the members"
+    (tmp_path / "dataset.npz").write_bytes(b"other windows")
+    assert members_ahead.take(tmp_path, params) is None
+
+
+def test_members_are_trained_ahead_only_beside_03_on_two_cores(monkeypatch):
+    from roicast import members_ahead
+
+    params = RunParams(**TINY)
+    chain = ["03_train", "04_evaluate", "05_ensemble"]
+    monkeypatch.setattr(members_ahead.os, "cpu_count", lambda: 2)
+    assert members_ahead.worthwhile(params, chain, None)
+    assert not members_ahead.worthwhile(params, chain, "tcp://scheduler:8786")
+    assert not members_ahead.worthwhile(params, chain[1:], None)
+    assert not members_ahead.worthwhile(params.model_copy(update={"n_members": 1}), chain, None)
+    monkeypatch.setattr(members_ahead.os, "cpu_count", lambda: 1)
+    assert not members_ahead.worthwhile(params, chain, None)

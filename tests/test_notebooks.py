@@ -18,8 +18,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from roicast import paths
+from roicast import paths, runner
 from roicast.cli import main
+from roicast.dataset import Dataset
 from tests import chain
 from tests.chain import TINY
 
@@ -150,6 +151,30 @@ def test_raw_target_is_scored_against_its_own_baselines_and_forecast(in_tiny_run
     hybrid = frame[frame["model"] == "hybrid"]
     assert (hybrid["known_roi_pct"] == 0).all()
     np.testing.assert_allclose(hybrid["implied_return_pct"], hybrid["forecast_roi_pct"])
+
+
+def test_the_first_notebooks_of_a_new_run_then_resume_plans_the_rest(in_tiny_run):
+    params = runner.resolve_params(dict(TINY), "first-steps", ["01", "02"])
+    assert runner.run_chain(params, only=["01", "02"], log=lambda line: None).status == "succeeded"
+    ours, theirs = (Dataset.load(paths.run_dir(run) / "dataset.npz") for run in ("first-steps", chain.RUN_ID))
+    np.testing.assert_array_equal(ours.features, theirs.features)
+    np.testing.assert_array_equal(ours.target, theirs.target)
+    assert runner.resume_notebooks("first-steps") == list(paths.NOTEBOOKS[2:])
+    resumed = runner.resolve_params({}, "first-steps", None, resume=True)
+    assert resumed.model_dump() == params.model_dump()
+
+
+@pytest.mark.parametrize("backend", ["jax", "torch"])
+def test_the_training_notebooks_run_on_every_backend_the_readme_names(in_tiny_run, backend, capsys):
+    pytest.importorskip(backend)  # torch is an extra: its wheel carries CUDA
+    metrics = _rerun_copy(f"tiny-{backend}", "03,04,05,06", {"backend": backend}, capsys)
+    run = paths.run_dir(f"tiny-{backend}")
+    assert json.loads((run / "train.json").read_text())["backend"] == backend
+    assert metrics["status"] == "succeeded"
+    assert len(list((run / "logs" / "train").glob("events.*"))) == 1
+    scaled = metrics["metrics"]["scaled"]
+    assert scaled["hybrid"]["r2"] > scaled["persistence"]["r2"]  # the same task, learnt on another backend
+    assert (run / "forecasts" / f"{metrics['forecast']['asof']}.parquet").exists()
 
 
 def test_a_failing_notebook_marks_the_run_failed_and_exits_non_zero(capsys):

@@ -20,6 +20,7 @@ majority class.
 """
 
 import pickle
+import shutil
 import tempfile
 import time
 from collections.abc import Iterator
@@ -32,7 +33,7 @@ import numpy as np
 import pandas as pd
 from dask.distributed import Client, as_completed
 
-from roicast import backends, evaluate, trading
+from roicast import backends, evaluate, members_ahead, trading
 from roicast.artefacts import atomic_path, write_json
 from roicast.cluster import connect, local_workers, scheduler_address, workers_per_host
 from roicast.config import RunParams
@@ -207,20 +208,31 @@ def train_members(dataset: Dataset, params: RunParams, run_dir: Path, first_mode
     """03_train's model plus the members the run still lacks, saved in ensemble/.
 
     Returns the members in seed order and how they were trained: wall seconds, this machine's
-    worker processes (0: this process or a remote cluster) and the scheduler, if the runner
-    named one (ROICAST_SCHEDULER).
+    worker processes (0: this process or a remote cluster), the scheduler, if the runner
+    named one (ROICAST_SCHEDULER), and whether they were trained ahead (`members_ahead`).
     """
     out = Path(run_dir) / "ensemble"
     out.mkdir(parents=True, exist_ok=True)
+    first = _as_member(first_model, dataset, params.seed, {}, first_info)
+    waited = time.perf_counter()
+    ahead = members_ahead.take(run_dir, params)
+    if ahead is not None:
+        trained, seconds = ahead
+        for member in trained:
+            with atomic_path(out / f"member_{member.seed}.keras") as tmp:
+                shutil.copyfile(members_ahead.member_file(run_dir, member.seed), tmp)
+            _report(member)
+        print(f"{len(trained)} member(s) trained ahead, beside 03_train, in {seconds:.0f} s; "
+              f"waited {time.perf_counter() - waited:.0f} s for them", flush=True)
+        return [first, *trained], {"wall_seconds": seconds, "workers": 1, "scheduler": None, "ahead": True}
     seeds, variants = member_seeds(params)[1:], member_variants(params)[1:]
     scheduler = scheduler_address()
     workers = 0 if scheduler else local_workers(len(seeds))
     print(f"training {len(seeds)} member(s) {_where(scheduler, workers)}", flush=True)
     start = time.perf_counter()
     trained = train_seeds(dataset, params, seeds, out, workers, variants, scheduler)
-    first = _as_member(first_model, dataset, params.seed, {}, first_info)
     return [first, *trained], {"wall_seconds": time.perf_counter() - start, "workers": workers,
-                               "scheduler": scheduler}
+                               "scheduler": scheduler, "ahead": False}
 
 
 def combine(members: list[Member], period: str = "test") -> dict[str, np.ndarray]:

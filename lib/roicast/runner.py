@@ -25,7 +25,7 @@ from jupyter_client.manager import AsyncKernelManager
 from jupyter_core.utils import ensure_event_loop, run_sync
 from papermill.exceptions import PapermillExecutionError
 
-from roicast import paths, reports, store
+from roicast import members_ahead, paths, reports, store
 from roicast.artefacts import read_json, write_json
 from roicast.checkout import require_checkout
 from roicast.cluster import SCHEDULER_ENV
@@ -119,7 +119,9 @@ def resolve_params(values: dict, run_id: str | None, only: Sequence[str] | None,
                    resume: bool = False) -> RunParams:
     """Validate parameters and the run id, from `--run-id` or a `run_id` parameter.
 
-    With --only or --resume, start from the run's saved parameters.
+    With --only or --resume, start from the run's saved parameters; --only on a run id that
+    does not exist yet starts that run with the notebooks named (01 and 02, say, to look at the
+    data before training), which --resume then completes.
     """
     require_checkout()
     select_notebooks(only)
@@ -131,6 +133,8 @@ def resolve_params(values: dict, run_id: str | None, only: Sequence[str] | None,
     if only or resume:
         run_id = paths.check_run_id(run_id or latest_run_id())
         if not paths.run_dir(run_id).is_dir():
+            if only and not resume:  # a new run's first steps; the plan is checked before they start
+                return validate_params({**values, "run_id": run_id})
             known = sorted(p.name for p in paths.runs_dir().glob("*") if (p / "params.json").exists())
             raise MissingArtefactError(f"No run '{run_id}' in {paths.runs_dir()}. Existing runs: "
                                        f"{', '.join(known) or 'none'}.")
@@ -338,11 +342,13 @@ def _run_locked(params: RunParams, notebooks: list[str], with_code: bool, log: C
     reports.record_status(params, notebooks, "running", result.timings_s)
     log(f"run {params.run_id}: {', '.join(notebooks)}")
     nb = notebooks[0]
-    kernels = WarmKernels(report_dir)
+    kernels, ahead = WarmKernels(report_dir), None
     try:
         for position, nb in enumerate(notebooks):
             log(f"  {nb} …")
             start = time.perf_counter()
+            if nb == "03_train" and members_ahead.worthwhile(params, notebooks, scheduler):
+                ahead = members_ahead.start(run_dir)
             kernel = kernels.take(nb)
             if position + 1 < len(notebooks):
                 kernels.start(notebooks[position + 1])
@@ -369,6 +375,7 @@ def _run_locked(params: RunParams, notebooks: list[str], with_code: bool, log: C
         raise RunInterrupted(f"run {params.run_id} interrupted during {nb}; what finished before is "
                              f"kept. Resume with: roicast run --resume --run-id {params.run_id}") from None
     finally:
+        members_ahead.stop(ahead)
         kernels.close()
         os.environ.pop(store.LOCKED_RUN_ENV, None)
         for name, value in before.items():

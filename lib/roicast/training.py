@@ -12,11 +12,13 @@ the LSTMs take the cuDNN path; with several GPUs the model is mirrored over them
 
 That is the TensorFlow backend, the default, whose numbers the benchmarks and tests pin.
 On PyTorch or JAX (KERAS_BACKEND) the same windows come from a PyDataset
-(`roicast.batches`), there is no TensorBoard log (its writer is TensorFlow's), and
+(`roicast.batches`), the TensorBoard log is written only where TensorFlow is installed (its
+writer is TensorFlow's), and
 TensorFlow need not be installed: roicast imports it only on its own backend (Keras
 itself still imports it wherever it is installed).
 """
 
+import importlib.util
 import json
 import os
 import random
@@ -343,7 +345,7 @@ def validation_callbacks(params: RunParams, verbose: int = 1) -> list:
 def make_callbacks(params: RunParams, work_dir: Path, timer: EpochTimer, verbose: int = 1,
                    schedule: list[float] | None = None) -> list:
     """The guide's three callbacks, or for a fit without validation the per-epoch learning rates
-    of `schedule`, plus TensorBoard (TensorFlow backend only), CSVLogger, TerminateOnNaN and a timer."""
+    of `schedule`, plus TensorBoard (where TensorFlow is installed), CSVLogger, TerminateOnNaN and a timer."""
     if schedule is None:
         steering = validation_callbacks(params, verbose)
     else:
@@ -355,9 +357,19 @@ def make_callbacks(params: RunParams, work_dir: Path, timer: EpochTimer, verbose
         keras.callbacks.TerminateOnNaN(),
         timer,
     ]
-    if backends.name() == "tensorflow":
+    if tensorflow_installed():
         return callbacks
     return [c for c in callbacks if not isinstance(c, keras.callbacks.TensorBoard)]
+
+
+def tensorflow_installed() -> bool:
+    """Whether TensorBoard's writer, TensorFlow's `tf.summary`, can be imported, under any backend."""
+    if backends.name() == "tensorflow":
+        return True
+    try:
+        return importlib.util.find_spec("tensorflow") is not None
+    except ValueError:  # sys.modules["tensorflow"] is None: TensorFlow hidden on purpose
+        return False
 
 
 @dataclass
