@@ -71,20 +71,18 @@ def test_members_side_by_side_and_on_two_workers_are_the_networks_trained_alone(
                                                                                 monkeypatch):
     """Each its own shuffle, learning-rate cuts and early stop: the same weights to the last bit,
     whether side by side in one model (a GPU, one core) or in turn on a LocalCluster's workers."""
-    from roicast import cluster
-
     monkeypatch.delenv(SCHEDULER_ENV, raising=False)
-    params = RunParams(**{**TINY, "epochs": 8, "lr_patience": 1, "early_stopping_patience": 2,
-                          "batch_size": 32})
+    params = RunParams(**{**TINY, "n_members": 3, "epochs": 8, "lr_patience": 1,
+                          "early_stopping_patience": 2, "batch_size": 32})
     first = training.train(dataset, params, tmp_path / "first", verbose=0)
     (tmp_path / "alone").mkdir()
-    alone = [ensemble.train_member(dataset, params, seed, tmp_path / "alone") for seed in (12, 13, 14)]
+    alone = [ensemble.train_member(dataset, params, seed, tmp_path / "alone") for seed in (12, 13)]
     assert len({m.epochs_run for m in alone}) > 1, "the members stop at different epochs"
     for workers in (0, 2):
         monkeypatch.setattr(ensemble, "local_workers", lambda n_tasks, workers=workers: workers)
         run_dir = tmp_path / f"workers-{workers}"
         members, run = ensemble.train_members(dataset, params, run_dir, first.model, first.info)
-        assert [m.seed for m in members] == [11, 12, 13, 14] and run["workers"] == workers
+        assert [m.seed for m in members] == [11, 12, 13] and run["workers"] == workers
         for member, lone in zip(members[1:], alone, strict=True):
             np.testing.assert_array_equal(member.test, lone.test)
             assert (member.val_loss, member.epochs_run) == (lone.val_loss, lone.epochs_run)
@@ -92,7 +90,6 @@ def test_members_side_by_side_and_on_two_workers_are_the_networks_trained_alone(
             np.testing.assert_allclose(training.predict(saved, dataset, dataset.test_idx), member.test,
                                        rtol=1e-5, atol=1e-6)
         assert not [p for p in (run_dir / "ensemble").iterdir() if p.suffix != ".keras"]
-    assert cluster.local_workers(3) in (0, 2, 3)
 
 
 @pytest.mark.slow
