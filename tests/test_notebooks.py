@@ -241,6 +241,19 @@ def test_ctrl_c_during_a_re_run_leaves_a_finished_run_as_it_was(in_tiny_run):
     assert (paths.run_dir("tiny-int") / "ensemble.json").read_text() == ensemble_json
 
 
+def test_ctrl_c_while_03_trains_and_its_members_train_ahead_prints_one_line(in_tiny_run):
+    """An interrupt mid-epoch, with a kernel warming for 04 and 05's members training ahead."""
+    run = paths.run_dir("tiny-int03")
+    shutil.copytree(paths.run_dir("tiny"), run)
+    epochs = run / ".work" / "03_train" / "history.partial.csv"
+    code, err = _signal_run(["--only", "03,04,05", "--run-id", "tiny-int03"],
+                            lambda: epochs.exists() and epochs.stat().st_size > 0, signal.SIGINT)
+    assert code == 130
+    assert err.strip().splitlines() == [
+        "roicast: run tiny-int03 interrupted during 03_train; what finished before is kept. "
+        "Resume with: roicast run --resume --run-id tiny-int03"]
+
+
 def test_a_killed_run_shows_as_interrupted_and_resumes_from_its_last_finished_notebook(in_tiny_run):
     run = paths.run_dir("tiny-term")
     shutil.copytree(paths.run_dir("tiny"), run)

@@ -146,7 +146,7 @@ def test_a_failed_fold_is_reported_and_the_others_kept(four_years, monkeypatch, 
 def test_a_fold_averages_its_members_seeds(monkeypatch, tmp_path):
     seeds = []
 
-    def fake_train(arrays, params, work, seed, verbose, train_indices):
+    def fake_train(arrays, params, work, seed, verbose, train_indices, networks):
         seeds.append(seed)
         return SimpleNamespace(model=seed, info={"fit_seconds": seed, "epochs_run": 2, "best_val_loss": 1.0})
 

@@ -91,14 +91,15 @@ def direct_forecasts(first_model, dataset: Dataset, params: RunParams, indices: 
                      steps: int, work_root: Path, verbose: int = 2) -> np.ndarray:
     """Scaled forecasts shaped (steps, len(indices), assets), one network per horizon.
 
-    Horizon 1 is the chain's model; each further horizon trains its own.
+    Horizon 1 is the chain's model; each further horizon trains its own, all on one traced graph.
     """
-    forecasts = [training.predict(first_model, dataset, indices)]
+    forecasts, networks = [training.predict(first_model, dataset, indices)], training.CompiledNetworks()
     for horizon in range(2, steps + 1):
         print(f"direct model for horizon {horizon}", flush=True)
         shifted = for_horizon(dataset, horizon)
         with tempfile.TemporaryDirectory(dir=work_root) as work:
-            network = training.Network(params, Path(work), verbose=verbose).fit(shifted, shifted.train_idx)
+            network = training.Network(params, Path(work), verbose=verbose, networks=networks)
+            network.fit(shifted, shifted.train_idx)
             forecasts.append(network.predict(dataset, indices))
     return np.stack(forecasts)
 

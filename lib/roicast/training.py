@@ -466,14 +466,17 @@ def refit(dataset: Dataset, params: RunParams, indices: np.ndarray, epochs: int,
 class Network:
     """The network of `params` as a `Forecaster`: `fit` trains it on some samples (early-stopped on
     the dataset's validation period, never its test period), `predict` runs it. `result` keeps
-    the training's history and info."""
+    the training's history and info. Networks fitted one after another may share `networks`
+    (one traced graph); each must then predict before the next one fits."""
 
-    def __init__(self, params: RunParams, work_dir: Path, seed: int | None = None, verbose: int = 0):
+    def __init__(self, params: RunParams, work_dir: Path, seed: int | None = None, verbose: int = 0,
+                 networks: CompiledNetworks | None = None):
         self.params, self.work_dir, self.seed, self.verbose = params, Path(work_dir), seed, verbose
+        self.networks = networks
 
     def fit(self, dataset: Dataset, indices: np.ndarray) -> "Network":
         self.result = train(dataset, self.params, self.work_dir, seed=self.seed, train_indices=indices,
-                            verbose=self.verbose)
+                            verbose=self.verbose, networks=self.networks)
         return self
 
     def predict(self, dataset: Dataset, indices: np.ndarray) -> np.ndarray:

@@ -94,10 +94,10 @@ def score_fold(dataset: Dataset, scalers: dict, model_output: np.ndarray,
 def train_members(dataset: Dataset, params: RunParams, work: Path,
                   verbose: int) -> tuple[np.ndarray, dict[str, float]]:
     """The average test output of `walk_forward_members` networks (seeds seed, seed + 1, …) and
-    their mean fit seconds, epochs and best validation loss."""
-    outputs, infos = [], []
+    their mean fit seconds, epochs and best validation loss; the networks share one traced graph."""
+    outputs, infos, networks = [], [], training.CompiledNetworks()
     for k in range(params.walk_forward_members):
-        network = training.Network(params, work / f"member_{k}", params.seed + k, verbose)
+        network = training.Network(params, work / f"member_{k}", params.seed + k, verbose, networks)
         outputs.append(network.fit(dataset, dataset.train_idx).predict(dataset, dataset.test_idx))
         infos.append(network.result.info)
     fit = {name: float(np.mean([info[name] for info in infos]))
