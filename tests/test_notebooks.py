@@ -7,6 +7,7 @@ each test works on its own copy of it, re-running only the notebooks it is about
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -18,7 +19,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from roicast import paths, runner
+from roicast import members_ahead, paths, runner
 from roicast.cli import main
 from roicast.dataset import Dataset
 from tests import chain
@@ -241,17 +242,26 @@ def test_ctrl_c_during_a_re_run_leaves_a_finished_run_as_it_was(in_tiny_run):
     assert (paths.run_dir("tiny-int") / "ensemble.json").read_text() == ensemble_json
 
 
-def test_ctrl_c_while_03_trains_and_its_members_train_ahead_prints_one_line(in_tiny_run):
-    """An interrupt mid-epoch, with a kernel warming for 04 and 05's members training ahead."""
+def test_ctrl_c_while_members_train_ahead_prints_one_line(in_tiny_run):
+    """An interrupt a few seconds after 03 started its members' background training, with a kernel
+    warming for the next notebook: whichever notebook it meets, one line and nothing else."""
     run = paths.run_dir("tiny-int03")
     shutil.copytree(paths.run_dir("tiny"), run)
-    epochs = run / ".work" / "03_train" / "history.partial.csv"
-    code, err = _signal_run(["--only", "03,04,05", "--run-id", "tiny-int03"],
-                            lambda: epochs.exists() and epochs.stat().st_size > 0, signal.SIGINT)
+    started = run / ".work" / "members-ahead" / "started"
+    seen: list[float] = []
+
+    def three_seconds_after_the_start() -> bool:
+        if not seen and started.exists():
+            seen.append(time.monotonic())
+        return bool(seen) and time.monotonic() - seen[0] > 3
+
+    code, err = _signal_run(["--only", "03,04,05", "--run-id", "tiny-int03"], three_seconds_after_the_start,
+                            signal.SIGINT)
     assert code == 130
-    assert err.strip().splitlines() == [
-        "roicast: run tiny-int03 interrupted during 03_train; what finished before is kept. "
-        "Resume with: roicast run --resume --run-id tiny-int03"]
+    [line] = err.strip().splitlines()
+    assert re.fullmatch(r"roicast: run tiny-int03 interrupted during 0[345]_\w+; what finished before is "
+                        r"kept\. Resume with: roicast run --resume --run-id tiny-int03", line), line
+    assert not (run / ".work" / "members-ahead" / members_ahead.RESULT).exists(), "the training was stopped"
 
 
 def test_a_killed_run_shows_as_interrupted_and_resumes_from_its_last_finished_notebook(in_tiny_run):
