@@ -3,10 +3,14 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
+# the test suite's extra on top of setup: MLflow (about 40 packages that `make run` never needs)
+TEST_STAMP := $(VENV)/.test-stamp
 ARGS ?=
 WORKERS ?= auto  # pytest-xdist processes: one per core
+# one test at a time to each worker, longest first (tests/durations.json): both finish together
+XDIST = -n $(WORKERS) --maxschedchunk 1
 
-.PHONY: setup run test test-unit test-notebooks nbval-refresh lint lab clean-runs
+.PHONY: setup run test test-unit test-durations test-notebooks nbval-refresh lint lab clean-runs
 
 setup: $(STAMP)
 
@@ -16,18 +20,25 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e ".[dev]"
 	@touch $(STAMP)
 
+$(TEST_STAMP): $(STAMP)
+	$(BIN)/python -m pip install --quiet -e ".[dev,mlflow]"
+	@touch $(TEST_STAMP)
+
 run: setup  ## the whole chain on the bundled dataset (ARGS="-p epochs 20" to change it)
 	$(BIN)/roicast run $(ARGS)
 
-test: setup  ## lint, then every test: unit, fits, notebooks under papermill, nbval
+test: $(TEST_STAMP)  ## lint, then every test: unit, fits, notebooks under papermill, nbval
 	$(BIN)/ruff check lib tests benchmarks scripts notebooks
-	$(BIN)/pytest -n $(WORKERS)
+	$(BIN)/pytest $(XDIST)
 
 test-unit: setup  ## the quick loop: no fit, no kernel
-	$(BIN)/pytest -n $(WORKERS) -m "not notebooks and not slow"
+	$(BIN)/pytest $(XDIST) -m "not notebooks and not slow"
 
-test-notebooks: setup
-	$(BIN)/pytest -n $(WORKERS) -m "notebooks"
+test-durations: setup  ## every test, then record its seconds in tests/durations.json (the order they run in)
+	$(BIN)/pytest $(XDIST) --record-durations
+
+test-notebooks: $(TEST_STAMP)
+	$(BIN)/pytest $(XDIST) -m "notebooks"
 
 lint: setup
 	$(BIN)/ruff check lib tests benchmarks scripts notebooks

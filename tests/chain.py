@@ -9,6 +9,7 @@ import os
 import shutil
 from pathlib import Path
 
+from roicast.cluster import CORES_ENV
 from roicast.config import validate_params
 from roicast.errors import RoicastError
 from roicast.runner import run_chain
@@ -29,18 +30,21 @@ def build(folder: Path) -> dict:
         return json.loads(marker.read_text())
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True)
-    before = os.environ.get("ROICAST_WORKDIR")
-    os.environ["ROICAST_WORKDIR"] = str(folder)
+    # The chain a user gets: all the machine's cores, so 05's members are trained ahead beside 03.
+    settings = {"ROICAST_WORKDIR": str(folder), CORES_ENV: str(os.cpu_count() or 1)}
+    before = {name: os.environ.get(name) for name in settings}
+    os.environ.update(settings)
     try:
         outcome = {"status": run_chain(validate_params({**TINY, "run_id": RUN_ID}),
                                        log=lambda line: None).status}
     except RoicastError as exc:
         outcome = {"status": "failed", "error": str(exc)}
     finally:
-        if before is None:
-            os.environ.pop("ROICAST_WORKDIR", None)
-        else:
-            os.environ["ROICAST_WORKDIR"] = before
+        for name, value in before.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
     marker.write_text(json.dumps(outcome))
     return outcome
 

@@ -1,5 +1,6 @@
 """Shared fixtures: a private work folder for every test, and small real price tables."""
 
+import json
 import os
 from pathlib import Path
 
@@ -8,9 +9,15 @@ import pandas as pd
 import pytest
 from filelock import FileLock
 
-from roicast import paths
-
+# Each xdist worker gets its share of the cores, as roicast's ROICAST_CORES lets any process on a
+# shared machine do: a test's notebooks then train in their kernel, with TensorFlow on that share,
+# instead of each starting worker processes that fight the other test workers for the same cores.
+# Set before roicast is imported, which sizes TensorFlow's threads from it.
+_TEST_WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+os.environ.setdefault("ROICAST_CORES", str(max(1, (os.cpu_count() or 1) // _TEST_WORKERS)))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from roicast import paths  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
@@ -57,3 +64,42 @@ def tiny_chain(tmp_path_factory) -> tuple[Path, dict]:
     if outcome["status"] != "succeeded":
         pytest.fail(f"the tiny chain did not succeed: {outcome}")
     return shared / "tiny-chain", outcome
+
+
+# Longest first, from the seconds each test took when last recorded (`make test-durations`), so
+# that two xdist workers finish together instead of one waiting on a long test started last.
+DURATIONS = Path(__file__).with_name("durations.json")
+UNRECORDED_SECONDS = {"notebooks": 30.0, "slow": 10.0}  # a new test's guess until it is recorded
+_recorded_now: dict[str, float] = {}
+
+
+def pytest_addoption(parser):
+    parser.addoption("--record-durations", action="store_true",
+                     help=f"write each test's seconds to {DURATIONS.name}, the order the suite runs in")
+
+
+def _expected_seconds(item, recorded: dict[str, float]) -> float:
+    if item.nodeid in recorded:
+        return recorded[item.nodeid]
+    return max([UNRECORDED_SECONDS[m.name] for m in item.iter_markers() if m.name in UNRECORDED_SECONDS],
+               default=0.1)
+
+
+def pytest_collection_modifyitems(config, items):
+    recorded = json.loads(DURATIONS.read_text()) if DURATIONS.exists() else {}
+    items.sort(key=lambda item: _expected_seconds(item, recorded), reverse=True)
+    # The tiny chain is built by the first test that needs it: start that one at once, so the
+    # chain is ready before the other worker reaches a test that would wait for it.
+    builder = next((k for k, item in enumerate(items) if "tiny_chain" in item.fixturenames), None)
+    if builder is not None:
+        items.insert(0, items.pop(builder))
+
+
+def pytest_runtest_logreport(report):
+    _recorded_now[report.nodeid] = _recorded_now.get(report.nodeid, 0.0) + report.duration
+
+
+def pytest_sessionfinish(session):
+    if session.config.getoption("--record-durations") and not hasattr(session.config, "workerinput"):
+        DURATIONS.write_text(json.dumps({k: round(v, 1) for k, v in sorted(_recorded_now.items())},
+                                        indent=0) + "\n")

@@ -1,12 +1,11 @@
 """Ensemble members: side by side in one model or as dask tasks, the same networks as trained alone."""
 
-import os
 import pickle
 
 import numpy as np
 import pytest
 
-from roicast.cluster import SCHEDULER_ENV, connect, scheduler_address, workers_per_host
+from roicast.cluster import CORES_ENV, SCHEDULER_ENV, connect, cores, scheduler_address, workers_per_host
 from roicast.config import RunParams
 from roicast.errors import RoicastError
 from roicast.preprocess import build_dataset
@@ -48,6 +47,7 @@ def test_a_member_trains_the_network_of_its_variant(dataset, tmp_path):
 def test_workers_follow_the_cores_and_stay_home_with_one(monkeypatch):
     from roicast import backends, cluster
 
+    monkeypatch.delenv(cluster.CORES_ENV, raising=False)
     monkeypatch.setattr(backends, "gpu_available", lambda: False)
     monkeypatch.setattr(cluster.os, "cpu_count", lambda: 2)
     assert cluster.local_workers(4) == 2
@@ -57,6 +57,14 @@ def test_workers_follow_the_cores_and_stay_home_with_one(monkeypatch):
     monkeypatch.setattr(cluster.os, "cpu_count", lambda: 16)
     monkeypatch.setattr(backends, "gpu_available", lambda: True)
     assert cluster.local_workers(4) == 0
+    monkeypatch.setattr(backends, "gpu_available", lambda: False)
+    monkeypatch.setenv(cluster.CORES_ENV, "1")
+    assert cluster.local_workers(4) == 0, "a share of one core trains at home"
+    monkeypatch.setenv(cluster.CORES_ENV, "3")
+    assert cluster.local_workers(4) == 3
+    monkeypatch.setenv(cluster.CORES_ENV, "two")
+    with pytest.raises(RoicastError, match="ROICAST_CORES='two'"):
+        cluster.local_workers(4)
 
 
 def test_members_that_cannot_share_a_fit_train_in_stacks_of_their_own(dataset):
@@ -112,7 +120,7 @@ def test_workers_share_the_cores_and_a_failed_member_names_its_seed(dataset, tmp
         with pytest.raises(RoicastError, match=r"Ensemble member 21 \(dense_units=0\) failed: "
                                                "ValidationError"):
             ensemble.train_on_cluster(client, dataset, params, [21], [{"dense_units": 0}], tmp_path)
-    assert list(shares.values()) == [2] and threads == max(1, (os.cpu_count() or 1) // 2)
+    assert list(shares.values()) == [2] and threads == max(1, cores() // 2)
     assert not list(tmp_path.glob("member_*"))
 
 
@@ -153,10 +161,10 @@ def test_members_are_trained_ahead_only_beside_03_on_two_cores(monkeypatch):
 
     params = RunParams(**TINY)
     chain = ["03_train", "04_evaluate", "05_ensemble"]
-    monkeypatch.setattr(members_ahead.os, "cpu_count", lambda: 2)
+    monkeypatch.setenv(CORES_ENV, "2")
     assert members_ahead.worthwhile(params, chain, None)
     assert not members_ahead.worthwhile(params, chain, "tcp://scheduler:8786")
     assert not members_ahead.worthwhile(params, chain[1:], None)
     assert not members_ahead.worthwhile(params.model_copy(update={"n_members": 1}), chain, None)
-    monkeypatch.setattr(members_ahead.os, "cpu_count", lambda: 1)
+    monkeypatch.setenv(CORES_ENV, "1")
     assert not members_ahead.worthwhile(params, chain, None)

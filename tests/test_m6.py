@@ -58,9 +58,20 @@ def test_a_volatile_asset_gets_more_mass_in_the_extreme_quintiles():
 
 
 def test_a_forecast_without_a_view_is_exactly_uniform_and_equal_weight():
-    forecast = distribution.uniform(pd.DataFrame(np.zeros((3, 4))), 20)
+    forecast = distribution.uniform(pd.DataFrame(np.zeros((3, 10))), 20)
     assert (distribution.quintile_probabilities(forecast, np.random.default_rng(0)) == 0.2).all()
-    np.testing.assert_allclose(m6.decision_weights(forecast), 0.25)
+    np.testing.assert_allclose(m6.decision_weights(forecast), 0.1)
+
+
+@pytest.mark.parametrize("n_assets", [4, 6, 8, 13])
+def test_without_a_view_each_bin_gets_its_share_of_the_assets_and_beats_a_fifth_each(n_assets):
+    forecast = distribution.uniform(pd.DataFrame(np.zeros((3, n_assets))), 20)
+    shares = distribution.quintile_probabilities(forecast, np.random.default_rng(0))
+    np.testing.assert_allclose(shares.sum(axis=1), 1.0)
+    outcomes = distribution.rank_bins(np.random.default_rng(1).normal(size=(400, n_assets)))
+    np.testing.assert_allclose(shares[0], np.bincount(outcomes[0], minlength=5) / n_assets)
+    every_period = np.broadcast_to(shares, (len(outcomes), *shares.shape))
+    assert m6.rps(every_period, outcomes).mean() < m6.rps(np.full_like(every_period, 0.2), outcomes).mean()
 
 
 def test_periods_do_not_overlap_and_follow_their_history():

@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from roicast import members_ahead, paths, runner
+from roicast import cluster, members_ahead, paths, runner
 from roicast.cli import main
 from roicast.dataset import Dataset
 from tests import chain
@@ -54,7 +54,14 @@ def test_chain_records_every_predictor_in_both_spaces(in_tiny_run):
             assert {"mae", "rmse", "r2", "direction_acc"} <= set(values)
     assert metrics["data"]["assets"] == TINY["tickers"]
     assert metrics["data"]["n_test"] > 50
+    distribution = metrics["distribution"]
+    assert set(distribution["rps"]) == set(distribution["crps"]) == {"uniform", "covariance", "ridge_scale"}
+    assert distribution["periods"] >= 3 and distribution["crps"]["uniform"] is None
+    assert distribution["rps"]["uniform"] == pytest.approx(1 / 6)  # no view, 6 assets in 5 bins: every period
     assert [member["seed"] for member in metrics["members"]] == [7, 8]
+    if (os.cpu_count() or 1) >= 2:  # the chain had the machine's cores: 05 took members trained beside 03
+        report = (paths.report_dir("tiny") / "05_ensemble.html").read_text()
+        assert "1 member(s) trained ahead, beside 03_train" in report
 
 
 def test_chain_metrics_are_within_tolerance_of_known_values(in_tiny_run):
@@ -82,17 +89,11 @@ def test_chain_leaves_reports_and_artefacts(in_tiny_run):
     assert "succeeded" in page and "01_collect.html" in page
     assert "tiny/index.html" in (paths.reports_dir() / "index.html").read_text()
     assert not list(run.glob("*.tmp*"))
-
-
-def test_same_seed_gives_the_same_metrics(in_tiny_run, capsys):
-    again = _rerun_copy("again", "03,04,05", {}, capsys)  # 01 and 02 draw no random numbers
-    assert again["ensemble_fit_seconds"] != in_tiny_run[1]["ensemble_fit_seconds"], "members retrained"
-    first, second = in_tiny_run[1]["metrics"], again["metrics"]
-    for space in first:
-        for name in first[space]:
-            for key, value in first[space][name].items():
-                assert second[space][name][key] == pytest.approx(value, rel=1e-9, abs=1e-12), \
-                    (space, name, key)
+    asof = json.loads((run / "forecast.json").read_text())["forecast"]["asof"]
+    m6 = pd.read_csv(run / "forecasts" / f"{asof}_m6.csv")
+    assert list(m6.columns) == ["ID", "Rank1", "Rank2", "Rank3", "Rank4", "Rank5", "Decision"]
+    assert list(m6["ID"]) == TINY["tickers"]
+    np.testing.assert_allclose(m6.filter(like="Rank").sum(axis=1), 1.0)
 
 
 def _rerun_copy(run_id: str, only: str, overrides: dict, capsys) -> dict:
@@ -123,6 +124,8 @@ def test_ensemble_members_take_the_hyper_parameter_variants_in_turn(in_tiny_run,
         "n_members": "3", "member_variants": "[{dense_units: 8}, {dropout_lstm: 0.1}]"}, capsys)
     assert [m["variant"] for m in metrics["members"]] == [{}, {"dense_units": 8}, {"dropout_lstm": 0.1}]
     assert metrics["metrics"]["scaled"]["ensemble"]["r2"] != metrics["metrics"]["scaled"]["hybrid"]["r2"]
+    assert "forecast" in in_tiny_run[1] and "forecast" not in metrics  # made from the old ensemble: gone
+    assert not (paths.run_dir("tiny-variants") / "forecasts").exists()
 
 
 def test_direction_task_runs_through_evaluate_and_ensemble(in_tiny_run, capsys):
@@ -242,9 +245,10 @@ def test_ctrl_c_during_a_re_run_leaves_a_finished_run_as_it_was(in_tiny_run):
     assert (paths.run_dir("tiny-int") / "ensemble.json").read_text() == ensemble_json
 
 
-def test_ctrl_c_while_members_train_ahead_prints_one_line(in_tiny_run):
+def test_ctrl_c_while_members_train_ahead_prints_one_line(in_tiny_run, monkeypatch):
     """An interrupt a few seconds after 03 started its members' background training, with a kernel
     warming for the next notebook: whichever notebook it meets, one line and nothing else."""
+    monkeypatch.setenv(cluster.CORES_ENV, "2")  # members are trained ahead on two cores or more
     run = paths.run_dir("tiny-int03")
     shutil.copytree(paths.run_dir("tiny"), run)
     started = run / ".work" / "members-ahead" / "started"
@@ -264,7 +268,9 @@ def test_ctrl_c_while_members_train_ahead_prints_one_line(in_tiny_run):
     assert not (run / ".work" / "members-ahead" / members_ahead.RESULT).exists(), "the training was stopped"
 
 
-def test_a_killed_run_shows_as_interrupted_and_resumes_from_its_last_finished_notebook(in_tiny_run):
+def test_a_killed_run_resumes_from_its_last_finished_notebook_to_the_same_metrics(in_tiny_run):
+    """Killed in 03 and resumed: 03 to 06 run again and give, for the same seed, the uninterrupted
+    chain's metrics (01 and 02 draw no random numbers)."""
     run = paths.run_dir("tiny-term")
     shutil.copytree(paths.run_dir("tiny"), run)
     code, err = _signal_run(["--only", "03,04,05", "--run-id", "tiny-term"],
@@ -281,6 +287,13 @@ def test_a_killed_run_shows_as_interrupted_and_resumes_from_its_last_finished_no
     metrics = _metrics("tiny-term")
     assert metrics["status"] == "succeeded" and set(metrics["timings_s"]) == set(paths.NOTEBOOKS)
     assert not list(run.glob(".work/*/*"))
+    assert metrics["ensemble_fit_seconds"] != in_tiny_run[1]["ensemble_fit_seconds"], "members retrained"
+    first, second = in_tiny_run[1]["metrics"], metrics["metrics"]
+    for space in first:
+        for name in first[space]:
+            for key, value in first[space][name].items():
+                assert second[space][name][key] == pytest.approx(value, rel=1e-9, abs=1e-12), \
+                    (space, name, key)
 
 
 def test_the_chain_ends_with_the_forecast_of_the_days_after_the_data(in_tiny_run):

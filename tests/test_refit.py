@@ -5,7 +5,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from roicast import artefacts, forecast_table, paths, store
+from roicast import artefacts, forecast_table, store
 from roicast.config import RunParams, validate_params
 from roicast.errors import ParameterError
 from roicast.preprocess import build_dataset
@@ -32,14 +32,24 @@ def trained(sample_prices, tmp_path_factory):
 
 @pytest.fixture
 def old_run(trained, tmp_path):
-    """The finished run 'old' in this test's work folder: what 02 and 03 would have written."""
-    _, arrays, scalers, result = trained
-    run_dir = paths.run_dir("old")
-    arrays.save(run_dir / "dataset.npz")
-    artefacts.write_json(run_dir / "scaler.json", scalers)
-    artefacts.write_json(run_dir / "params.json", RunParams(**TINY, run_id="old").model_dump())
-    training.save_training(run_dir, result, tmp_path / "work")
-    return run_dir
+    """The finished run 'old' in this test's work folder: what 01 to 03 would have written,
+    each step recorded in its lineage."""
+    prices, arrays, scalers, result = trained
+    params = RunParams(**TINY, run_id="old")
+    step = store.open_step("old", "01_collect")
+    artefacts.write_parquet(step.path(store.PRICES), prices)
+    artefacts.write_json(step.path(store.COLLECT_INFO), {})
+    step.finish(params)
+    step = store.open_step("old", "02_preprocess")
+    arrays.save(step.path(store.DATASET))
+    artefacts.write_json(step.path(store.SCALER), scalers)
+    artefacts.write_json(step.path(store.PREPROCESS_INFO), {})
+    step.finish(params)
+    step = store.open_step("old", "03_train")
+    training.save_training(step.dir, result, tmp_path / "work")
+    step.finish(params)
+    artefacts.write_json(step.dir / store.PARAMS, params.model_dump())
+    return step.dir
 
 
 def _started(trained, params: RunParams) -> keras.Model:
@@ -74,12 +84,20 @@ def test_frozen_layers_keep_their_weights_while_the_others_train(trained, old_ru
     assert result.info["init_from"] == "old" and result.info["freeze_layers"] == ["bilstm_1", "bilstm_2"]
 
 
+def _other_scalers(scalers: dict) -> None:
+    """Run 'old''s 02 again with the same parameters, recording other scalers (its version, and
+    so its 03, stay)."""
+    step = store.open_step("old", "02_preprocess")
+    artefacts.write_json(step.path(store.SCALER), scalers)
+    step.finish(RunParams(**TINY, run_id="old"))
+
+
 def test_other_assets_stop_naming_them(trained, old_run):
     scalers = artefacts.read_json(old_run / "scaler.json")
-    artefacts.write_json(old_run / "scaler.json", {**scalers, "assets": ["AAPL", "JPM", "KO", "MSFT"]})
+    _other_scalers({**scalers, "assets": ["AAPL", "JPM", "KO", "MSFT"]})
     with pytest.raises(ParameterError, match="only in old: MSFT; only in this run: XOM"):
         _started(trained, RunParams(**TINY, run_id="new", init_from="old"))
-    artefacts.write_json(old_run / "scaler.json", {**scalers, "assets": ["JPM", "AAPL", "KO", "XOM"]})
+    _other_scalers({**scalers, "assets": ["JPM", "AAPL", "KO", "XOM"]})
     with pytest.raises(ParameterError, match="another order"):
         _started(trained, RunParams(**TINY, run_id="new", init_from="old"))
 
@@ -104,6 +122,12 @@ def test_init_from_is_a_finished_run_other_than_this_one(trained):
         validate_params({"run_id": "same", "init_from": "same"})
     with pytest.raises(ParameterError, match="does not exist"):
         _started(trained, RunParams(**TINY, run_id="new", init_from="missing"))
+
+
+def test_init_from_needs_the_other_runs_training_finished_and_current(trained, old_run):
+    (old_run / store.MODEL).write_bytes(b"a half-written network")
+    with pytest.raises(ParameterError, match="in run 'old', 03_train did not finish or its files changed"):
+        _started(trained, RunParams(**TINY, run_id="new", init_from="old"))
 
 
 def test_refit_trains_best_epoch_epochs_on_the_windows_up_to_asof_as_hybrid_refit(

@@ -18,7 +18,7 @@ import pytest
 from roicast import artefacts, cli, paths, reports, runner, store, yahoo
 from roicast.cli import main
 from roicast.config import validate_params
-from roicast.errors import MissingArtefactError, ParameterError, RunInUseError, storage_error
+from roicast.errors import ContractError, MissingArtefactError, ParameterError, RunInUseError, storage_error
 from roicast.runner import resolve_params
 
 
@@ -187,9 +187,52 @@ def test_an_interrupted_re_run_of_a_finished_run_does_not_relabel_its_results():
 def test_a_step_scratch_folder_is_cleared_on_the_next_start_and_removed_on_finish():
     _fake_chain("scratch", upto="02_preprocess")
     step = store.open_step("scratch", "03_train")
-    (step.scratch() / "history.partial.csv").write_text("epoch\n0\n")  # then the process is killed
+    (step.fresh_scratch() / "history.partial.csv").write_text("epoch\n0\n")  # then the process is killed
     step = store.open_step("scratch", "03_train")
-    assert list(step.scratch().iterdir()) == []
+    assert list(step.fresh_scratch().iterdir()) == []
+
+
+def _fake_step(run_id: str, step: str, content: str = "") -> None:
+    """`step` run (again) with the default parameters, writing `content` into its files."""
+    opened = store.open_step(run_id, step)
+    for name in store.SPECS[step].writes:
+        target = opened.path(name)
+        if name in (store.LOGS, store.ENSEMBLE, store.FORECASTS):
+            target.mkdir(exist_ok=True)
+        else:
+            target.write_text(json.dumps({"made_by": step, "content": content}))
+    opened.finish(validate_params({"run_id": run_id}))
+
+
+def test_re_running_the_ensemble_removes_the_forecasts_made_from_the_old_one():
+    _fake_chain("ens")
+    run = paths.run_dir("ens")
+    _fake_step("ens", "05_ensemble", "members retrained")  # same parameters, same version, new files
+    assert not (run / store.FORECASTS).exists() and not (run / store.FORECAST_INFO).exists()
+    assert store.complete_steps(run) == list(paths.NOTEBOOKS[:5])
+    assert "06_forecast" not in store.read_lineage(run)
+    _fake_step("ens", "06_forecast")
+    assert store.complete_steps(run) == list(paths.NOTEBOOKS)
+
+
+def test_a_forecast_made_before_the_ensemble_goes_when_the_ensemble_is_made():
+    _fake_chain("late", upto="04_evaluate")
+    run = paths.run_dir("late")
+    _fake_step("late", "06_forecast")  # 06 needs no ensemble …
+    assert store.read_lineage(run)["06_forecast"]["inputs"].keys() == {"02_preprocess", "03_train"}
+    _fake_step("late", "05_ensemble")  # … but its forecast did not have this one
+    assert not (run / store.FORECASTS).exists()
+    _fake_step("late", "06_forecast")
+    assert "05_ensemble" in store.read_lineage(run)["06_forecast"]["inputs"]
+
+
+def test_a_step_opens_only_the_artefacts_it_declares():
+    _fake_chain("contract", upto="05_ensemble")
+    step = store.open_step("contract", "06_forecast")
+    assert step.path(store.ENSEMBLE_INFO) == step.dir / "ensemble.json"  # declared as may_read
+    assert step.path(store.PARAMS).name == "params.json"  # the run's record
+    with pytest.raises(ContractError, match="04_evaluate does not declare ensemble.json"):
+        store.open_step("contract", "04_evaluate").path(store.ENSEMBLE_INFO)
 
 
 def test_the_index_lists_an_unreadable_run_and_skips_it(workdir):

@@ -92,5 +92,16 @@ def _logs_to_kernel_log() -> None:
         logging.root.addHandler(handler)
 
 
+def _threads_follow_the_cores() -> None:
+    """Where ROICAST_CORES gives this process a share of the machine (`cluster.cores`), size
+    TensorFlow's thread pools to it: TensorFlow reads these variables when it starts, so they
+    must be set before it is imported, which a notebook kernel does after `import roicast`."""
+    share = os.environ.get("ROICAST_CORES", "")
+    if share.isdigit() and int(share) >= 1:
+        for name in ("TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS"):
+            os.environ.setdefault(name, share)
+
+
+_threads_follow_the_cores()
 _logs_to_kernel_log()
 _register_with_keras()

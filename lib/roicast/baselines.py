@@ -155,9 +155,10 @@ def for_dataset(dataset: Dataset, scalers: dict) -> dict[str, Forecaster]:
     horizon 1) the decomposed ridge (when the raw feature shares the target's scale) and the
     ceiling. A raw target: zero, the training mean, yesterday's return (persistence) and the
     ridge; no ceiling (no part of tomorrow's return is known today) and no window mean (a
-    smoothed value, not a forecast of one day).
+    smoothed value, not a forecast of one day). A 'sum' target (the next horizon_days days) has
+    the raw target's, persistence being the last such sum (momentum).
     """
-    if dataset.target_of == "raw":
+    if dataset.target_of in ("raw", "sum"):
         return {"zero": Zero(scalers), "persistence": Persistence(), "train_mean": TrainMean(),
                 "ridge": SharedRidge()}
     chosen: dict[str, Forecaster] = {"persistence": Persistence(), "window_mean": WindowMean(),

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from roicast import __version__, paths
-from roicast.errors import ParameterError, RoicastError, RunInterrupted, storage_error
+from roicast.errors import NotebookError, ParameterError, RoicastError, RunInterrupted, storage_error
 
 if TYPE_CHECKING:
     from roicast.config import RunParams
@@ -36,13 +36,38 @@ def _run_parser(sub) -> None:
     run.add_argument("--with-code", action="store_true", help="show code cells in the HTML reports")
     run.add_argument("--quiet", action="store_true",
                      help="one line per notebook, without what the notebooks print while they run")
+    _mlflow_argument(run, "log the run to MLflow")
+
+
+def _mlflow_argument(parser, what: str) -> None:
+    parser.add_argument("--mlflow", nargs="?", const="", default=None, metavar="TRACKING_URI",
+                        help=f"{what} (default: sqlite:///<work folder>/mlflow.db; or a tracking server, "
+                        "e.g. http://127.0.0.1:5000); needs the extra: pip install -e \".[mlflow]\"")
+
+
+def _track(uri: str | None, run_id: str) -> None:
+    """Log a run to MLflow when --mlflow asked for it, and say where."""
+    if uri is None:
+        return
+    from mlflow.exceptions import MlflowException
+
+    from roicast import tracking
+
+    try:
+        mlflow_id = tracking.log_run(run_id, uri or None)
+    except (MlflowException, OSError) as exc:
+        raise RoicastError(f"run {run_id} is kept, but logging it to MLflow failed: {exc}. Log it again "
+                           f"in Python: roicast.tracking.log_run({run_id!r}, {uri or None!r})") from None
+    print(f"\nMLflow: run {mlflow_id} in {uri or tracking.default_uri()} (model: runs:/{mlflow_id}/"
+          f"{tracking.MODEL_NAME})")
 
 
 def _print_headline(run_id: str) -> None:
     """The run's headline table, with the columns of its task (R² and MAE, or accuracy and AUC)."""
     from roicast.reports import headline_columns, headline_rows
+    from roicast.store import METRICS
 
-    metrics_path = paths.run_dir(run_id) / "metrics.json"
+    metrics_path = paths.run_dir(run_id) / METRICS
     if not metrics_path.exists():
         return
     metrics = json.loads(metrics_path.read_text())
@@ -61,6 +86,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     from roicast.config import read_values
     from roicast.runner import resolve_params, run_chain, select_notebooks
 
+    if args.mlflow is not None:
+        from roicast.tracking import check_uri, require_mlflow
+
+        require_mlflow()  # before hours of training, not after
+        check_uri(args.mlflow)
     only = [part.strip() for part in args.only.split(",")] if args.only else None
     if only and args.resume:
         raise ParameterError("--only and --resume exclude each other: --resume picks the notebooks itself.")
@@ -69,11 +99,16 @@ def cmd_run(args: argparse.Namespace) -> int:
         params = forecast_params(values, args.run_id)
     else:
         params = resolve_params(values, args.run_id, only, args.resume)
-    result = run_chain(params, only=only, with_code=args.with_code, overwrite=args.overwrite,
-                       resume=args.resume, quiet=args.quiet, scheduler=args.scheduler)
+    try:
+        result = run_chain(params, only=only, with_code=args.with_code, overwrite=args.overwrite,
+                           resume=args.resume, quiet=args.quiet, scheduler=args.scheduler)
+    except NotebookError:
+        _track(args.mlflow, params.run_id)  # a failed run is logged too, as FAILED
+        raise
     print(f"\nReport: {result.report_index}")
     _print_headline(result.run_id)
     _print_forecast(result.run_id)
+    _track(args.mlflow, result.run_id)
     return 0
 
 
@@ -125,12 +160,13 @@ def _print_forecast(run_id: str) -> None:
     import pandas as pd
 
     from roicast.forecast_table import expected_returns
+    from roicast.store import FORECAST_INFO, FORECASTS
 
-    section = paths.run_dir(run_id) / "forecast.json"
+    section = paths.run_dir(run_id) / FORECAST_INFO
     if not section.exists():
         return
     info = json.loads(section.read_text())["forecast"]
-    folder = paths.run_dir(run_id) / "forecasts"
+    folder = paths.run_dir(run_id) / FORECASTS
     table = pd.read_parquet(folder / f"{info['asof']}.parquet")
     print(f"\nForecast of run {run_id} as of {info['asof']} for the next trading day "
           f"({info['interval']:.0%} intervals; files in {folder}):")
@@ -142,8 +178,18 @@ def _print_forecast(run_id: str) -> None:
 def cmd_sweep(args: argparse.Namespace) -> int:
     from roicast.sweep import run_sweep
 
+    if args.mlflow is not None:
+        from roicast.tracking import check_uri, require_mlflow
+
+        require_mlflow()
+        check_uri(args.mlflow)
     index = run_sweep(args.grid, scheduler=args.scheduler, workers=args.workers)
     print(f"\nSweep report: {index}")
+    if args.mlflow is not None:
+        from roicast import tracking
+
+        parent = tracking.log_sweep(index.parent / "sweep.json", args.mlflow or None)
+        print(f"MLflow: sweep run {parent} in {args.mlflow or tracking.default_uri()}, one child per run")
     return 0
 
 
@@ -169,6 +215,7 @@ def build_parser() -> argparse.ArgumentParser:
                        "tcp://127.0.0.1:8786 (it runs any code sent to it: keep it on localhost "
                        "or use tls://); fails after 5 s if unreachable")
     sweep.add_argument("--workers", type=int, default=None, help="local workers (default: cores // 2)")
+    _mlflow_argument(sweep, "log the sweep to MLflow: a parent run, one child per run, the chosen one tagged")
     return parser
 
 

@@ -18,6 +18,19 @@ if TYPE_CHECKING:
 
 SCHEDULER_ENV = "ROICAST_SCHEDULER"
 SCHEDULER_TIMEOUT = "5s"  # an unreachable scheduler fails this fast instead of after dask's 30 s
+CORES_ENV = "ROICAST_CORES"
+
+
+def cores() -> int:
+    """The CPU cores roicast may use: ROICAST_CORES where the machine is shared (a test worker's
+    share, a box others use too), else all of this machine's. Worker processes, members trained
+    ahead and thread pools all follow it."""
+    value = os.environ.get(CORES_ENV)
+    if not value:
+        return os.cpu_count() or 1
+    if not value.isdigit() or int(value) < 1:
+        raise RoicastError(f"{CORES_ENV}={value!r}: give a whole number of cores, 1 or more")
+    return int(value)
 
 
 def scheduler_address() -> str | None:
@@ -30,7 +43,7 @@ def local_workers(n_tasks: int) -> int:
     folds): one per core on a CPU; 0 (this process) with a GPU, a single core or a single task."""
     from roicast.backends import gpu_available
 
-    workers = min(n_tasks, os.cpu_count() or 1)
+    workers = min(n_tasks, cores())
     return 0 if workers < 2 or gpu_available() else workers
 
 

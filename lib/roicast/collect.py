@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from roicast import artefacts, cleaning, config, sources, yahoo
+from roicast import artefacts, cleaning, config, sources, store, yahoo
 from roicast.config import RunParams
 from roicast.errors import DataError, RoicastWarning
 
@@ -152,8 +152,8 @@ def write_collect_outputs(run_dir: Path, result: CollectResult) -> None:
     """Write prices.parquet (index "date") and collect.json into the run folder."""
     prices = result.prices.copy()
     prices.index.name = "date"
-    artefacts.write_parquet(Path(run_dir) / "prices.parquet", prices)
-    artefacts.write_json(Path(run_dir) / "collect.json", result.info)
+    artefacts.write_parquet(store.artefact_path(run_dir, "01_collect", store.PRICES), prices)
+    artefacts.write_json(store.artefact_path(run_dir, "01_collect", store.COLLECT_INFO), result.info)
 
 
 def asset_summary(result: CollectResult) -> pd.DataFrame:

@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from roicast import paths
 from roicast.errors import ParameterError
+from roicast.task import Task, task_of
 
 NSE_STOCKS = [
     "RELIANCE.NS", "TCS.NS", "INFY.NS", "HDFCBANK.NS", "ICICIBANK.NS", "LT.NS", "SBIN.NS",
@@ -99,19 +100,24 @@ class RunParams(BaseModel):
     input_features: list[Literal["smoothed", "raw"]] = Field(
         ["smoothed", "raw"], min_length=1, description="Series in each window: 'smoothed' (the guide's) "
         "and/or 'raw' (unsmoothed log returns).")
-    target: Literal["smoothed", "raw"] = Field(
+    target: Literal["smoothed", "raw", "sum"] = Field(
         "smoothed", description="What task='regression' forecasts: 'smoothed' (the guide's: tomorrow's "
-        "smooth_window-day mean return) or 'raw' (tomorrow's log return itself; the smoothed series "
-        "may stay an input feature).")
+        "smooth_window-day mean return), 'raw' (tomorrow's log return itself; the smoothed series "
+        "may stay an input feature) or 'sum' (the sum of the log returns over the horizon_days "
+        "trading days after the window: the month ahead M6 scores).")
+    horizon_days: int = Field(20, ge=1, le=60, description="Trading days of the month-ahead target "
+                              "(target='sum') and of the periods the distribution scores use (M6: 20).")
 
     # 03_train
     task: Literal["regression", "direction"] = Field(
         "regression", description="'regression' of the smoothed return, or 'direction' (up/down).")
-    output: Literal["direct", "decomposed"] | None = Field(
+    output: Literal["direct", "decomposed", "distribution"] | None = Field(
         None, description="'direct': the network forecasts the smoothed target; 'decomposed': it "
         "forecasts tomorrow's raw return and the model adds the part of the target already known "
-        "(needs scale_by='asset', 'raw' among input_features, horizon 1, smooth_window > 1); None: "
-        "decomposed where the data allow it, else direct.")
+        "(needs scale_by='asset', 'raw' among input_features, horizon 1, smooth_window > 1); "
+        "'distribution': each asset's location (as None would choose) and scale, trained on the "
+        "Gaussian negative log-likelihood (task='regression' only); None: decomposed where the "
+        "data allow it, else direct.")
     architecture: Literal["highway", "guide"] = Field(
         "highway", description="'guide': the guide's network exactly; 'highway': the same network plus "
         "a linear autoregressive path shared across assets (LSTNet's highway).")
@@ -169,6 +175,9 @@ class RunParams(BaseModel):
     horizon_steps: int = Field(
         1, ge=1, le=20, description="Days ahead for the multi-step comparison (recursive vs one "
         "network per horizon); 1 turns it off.")
+    distribution_garch: bool = Field(
+        False, description="Also score GARCH(1,1) distributions in 04's 'Distribution and ranks' (one "
+        "fit per asset and period: slow).")
 
     # 05_ensemble
     n_members: int = Field(5, ge=1, le=50, description="Models in the ensemble, each with its own seed.")
@@ -269,13 +278,20 @@ class RunParams(BaseModel):
         if self.min_lr >= self.resolved_learning_rate:
             raise ValueError(f"min_lr ({self.min_lr:g}) must stay below the learning rate "
                              f"({self.resolved_learning_rate:g})")
-        if self.target == "raw" and self.task == "direction":
-            raise ValueError("target='raw' is a regression target; the direction task chooses its "
-                             "label with direction_of")
+        if self.target != "smoothed" and not self.task_spec.forecasts_target:
+            raise ValueError(f"target='{self.target}' is a regression target; the direction task "
+                             "chooses its label with direction_of")
+        if self.target == "sum" and self.output == "decomposed":
+            raise ValueError("output='decomposed' splits the smoothed target into its known days and "
+                             "tomorrow's return; nothing of target='sum' is known on the window's last "
+                             "day: use output='direct' or leave output unset")
         if self.target == "raw" and self.output == "decomposed":
             raise ValueError("output='decomposed' splits the smoothed target into its known days and "
                              "tomorrow's return; with target='raw' the target is tomorrow's return "
                              "itself: use output='direct' or leave output unset")
+        if self.distributional and not self.task_spec.forecasts_target:
+            raise ValueError("output='distribution' forecasts the regression target's distribution; "
+                             "use task='regression'")
         if self.output == "decomposed" and not self._can_decompose:
             raise ValueError("output='decomposed' needs scale_by='asset', 'raw' among input_features, "
                              "horizon=1, smooth_window > 1 and task='regression': the known part of the "
@@ -303,12 +319,12 @@ class RunParams(BaseModel):
     def resolved_learning_rate(self) -> float:
         if self.learning_rate is not None:
             return self.learning_rate
-        return 1e-4 if self.task == "direction" else 1e-3
+        return self.task_spec.learning_rate
 
     @property
     def _can_decompose(self) -> bool:
         return (self.scale_by == "asset" and "raw" in self.input_features and self.horizon == 1
-                and self.smooth_window > 1 and self.task == "regression" and self.target == "smoothed")
+                and self.smooth_window > 1 and self.task_spec.forecasts_target and self.target == "smoothed")
 
     @property
     def resolved_output(self) -> str:
@@ -317,10 +333,27 @@ class RunParams(BaseModel):
         return "decomposed" if self._can_decompose else "direct"
 
     @property
+    def distributional(self) -> bool:
+        """Whether the network forecasts a distribution (location and scale) per asset."""
+        return self.output == "distribution"
+
+    @property
+    def location_output(self) -> str:
+        """How the network forms its point forecast (a distribution's location): direct or decomposed."""
+        if self.distributional:
+            return "decomposed" if self._can_decompose else "direct"
+        return self.resolved_output
+
+    @property
     def resolved_clipnorm(self) -> float | None:
         if self.clipnorm is not None:
             return self.clipnorm
-        return 1.0 if self.task == "direction" else None
+        return self.task_spec.clipnorm
+
+    @property
+    def task_spec(self) -> Task:
+        """The `Task` that `task` names: what the chain does differently for it."""
+        return task_of(self.task)
 
 
 def require_backend(backend: str) -> None:

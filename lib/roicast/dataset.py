@@ -27,8 +27,9 @@ class Dataset:
 
     `features` (days, assets, features) and `target` (days, assets) are scaled; `target_pct` is
     the target in ROI percent, `raw_pct` each day's own log return in percent (clipped as the
-    inputs are), `returns_pct` the same before clipping. A dataset of new prices for a forecast
-    (`preprocess.series_until`) has no split: its index arrays are empty.
+    inputs are), `returns_pct` the same before clipping. A 'sum' target (`target_of`) sums the
+    `horizon_days` daily returns up to its row, which `horizon` reaches. A dataset of new prices
+    for a forecast (`preprocess.series_until`) has no split: its index arrays are empty.
     """
 
     features: np.ndarray
@@ -44,6 +45,7 @@ class Dataset:
     smooth_window: int
     scale_by: str
     target_of: str = "smoothed"
+    horizon_days: int = 1
     train_idx: np.ndarray = field(default_factory=_no_samples)
     val_idx: np.ndarray = field(default_factory=_no_samples)
     test_idx: np.ndarray = field(default_factory=_no_samples)
@@ -52,7 +54,8 @@ class Dataset:
     def load(cls, path: Path) -> "Dataset":
         """dataset.npz as written by `save` (files from before `target_of` hold the smoothed target)."""
         arrays = read_npz(path)
-        scalars = {"seq_len": int, "horizon": int, "smooth_window": int, "scale_by": str, "target_of": str}
+        scalars = {"seq_len": int, "horizon": int, "smooth_window": int, "scale_by": str, "target_of": str,
+                   "horizon_days": int}
         values = {name: kind(arrays.pop(name)) for name, kind in scalars.items() if name in arrays}
         return cls(**values, **arrays)
 

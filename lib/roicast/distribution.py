@@ -5,7 +5,7 @@ a volatile stock lands in the extreme quintiles of the universe more often. Thes
 distributional baselines any model must beat, each a zero-mean Gaussian of the H-day sums
 of daily log returns (or no view at all), made from returns strictly before the period:
 
-- `uniform`: no view; every quintile 1/5.
+- `uniform`: no view; every quintile 1/5 (its share of the assets when 5 does not divide them).
 - `trailing_covariance`: the covariance of the last `window` daily returns, times H.
 - `garch`: GARCH(1,1) variances per asset (the `arch` package), summed over the H days,
   with the trailing correlation.
@@ -17,7 +17,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from arch import arch_model
 from sklearn.covariance import LedoitWolf
 
 from roicast.errors import DataError, ParameterError
@@ -96,8 +95,11 @@ def garch_variance(returns: np.ndarray, horizon_days: int) -> float:
     """The sum of a zero-mean GARCH(1,1)'s daily variance forecasts over the next H days.
 
     Fitted in percent (the scale `arch` optimises well); when the fit does not converge, the
-    sample variance times H stands in rather than parameters of a failed search.
+    sample variance times H stands in rather than parameters of a failed search. `arch` (and the
+    statsmodels it loads) is imported here, by the one baseline that needs it, not by every 04.
     """
+    from arch import arch_model
+
     model = arch_model(100 * returns, mean="Zero", vol="GARCH", p=1, q=1, rescale=False)
     fitted = model.fit(disp="off", show_warning=False)
     if fitted.convergence_flag != 0:
@@ -128,11 +130,13 @@ def rank_bins(values: np.ndarray, bins: int = BINS) -> np.ndarray:
 def quintile_probabilities(forecast: Forecast, rng: np.random.Generator, draws: int = 10_000,
                            bins: int = BINS) -> np.ndarray:
     """Each asset's probability (assets × bins) of landing in each bin of the universe's
-    ranked H-day returns, counted over `draws` joint Gaussian draws; exactly 1/bins without
-    a view."""
+    ranked H-day returns, counted over `draws` joint Gaussian draws. Without a view, each bin's
+    share of the assets: exactly 1/bins when the bins divide the assets (M6's 0.2 for 100),
+    else the bins' unequal sizes (of 6 assets, the lowest bin holds 2)."""
     n = len(forecast.assets)
     if forecast.covariance is None:
-        return np.full((n, bins), 1 / bins)
+        shares = np.bincount(rank_bins(np.arange(n), bins), minlength=bins) / n
+        return np.broadcast_to(shares, (n, bins)).copy()
     sample = rng.multivariate_normal(forecast.mean, forecast.covariance, size=draws, method="cholesky")
     cells = rank_bins(sample, bins) + bins * np.arange(n)
     return np.bincount(cells.ravel(), minlength=n * bins).reshape(n, bins) / draws

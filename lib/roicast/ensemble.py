@@ -33,7 +33,7 @@ import numpy as np
 import pandas as pd
 from dask.distributed import Client, as_completed
 
-from roicast import backends, evaluate, members_ahead, trading
+from roicast import backends, evaluate, members_ahead, store, trading
 from roicast.artefacts import atomic_path, write_json
 from roicast.cluster import connect, local_workers, scheduler_address, workers_per_host
 from roicast.config import RunParams
@@ -90,7 +90,7 @@ def train_member(dataset: Dataset, params: RunParams, seed: int, out_dir: Path,
     with tempfile.TemporaryDirectory(dir=out_dir) as work:
         result = train(dataset, params.with_variant(variant), Path(work), seed=seed,
                        train_indices=train_idx, verbose=0, networks=networks)
-    with atomic_path(Path(out_dir) / f"member_{seed}.keras") as tmp:
+    with atomic_path(Path(out_dir) / store.member_file(seed)) as tmp:
         result.model.save(tmp)
     return _as_member(result.model, dataset, seed, variant, result.info)
 
@@ -132,7 +132,7 @@ def train_here(dataset: Dataset, params: RunParams, seeds: list[int], variants: 
         with _naming([spec.seed for spec in stack], [spec.variant for spec in stack]):
             results = train_stack(dataset, stack)
         for spec, result in zip(stack, results, strict=True):
-            with atomic_path(Path(out_dir) / f"member_{spec.seed}.keras") as tmp:
+            with atomic_path(Path(out_dir) / store.member_file(spec.seed)) as tmp:
                 result.model.save(tmp)
             info = {"best_val_loss": result.best_val_loss, "epochs_run": result.epochs_run,
                     "fit_seconds": result.fit_seconds}
@@ -176,7 +176,7 @@ def train_on_cluster(client: Client, dataset: Dataset, params: RunParams, seeds:
             if isinstance(members, Exception):
                 raise members
         for member in members:
-            name = f"member_{member.seed}.keras"
+            name = store.member_file(member.seed)
             with atomic_path(Path(out_dir) / name) as tmp:
                 tmp.write_bytes(models[name])
             _report(member)
@@ -211,7 +211,7 @@ def train_members(dataset: Dataset, params: RunParams, run_dir: Path, first_mode
     worker processes (0: this process or a remote cluster), the scheduler, if the runner
     named one (ROICAST_SCHEDULER), and whether they were trained ahead (`members_ahead`).
     """
-    out = Path(run_dir) / "ensemble"
+    out = store.artefact_path(run_dir, "05_ensemble", store.ENSEMBLE)
     out.mkdir(parents=True, exist_ok=True)
     first = _as_member(first_model, dataset, params.seed, {}, first_info)
     waited = time.perf_counter()
@@ -219,7 +219,7 @@ def train_members(dataset: Dataset, params: RunParams, run_dir: Path, first_mode
     if ahead is not None:
         trained, seconds = ahead
         for member in trained:
-            with atomic_path(out / f"member_{member.seed}.keras") as tmp:
+            with atomic_path(out / store.member_file(member.seed)) as tmp:
                 shutil.copyfile(members_ahead.member_file(run_dir, member.seed), tmp)
             _report(member)
         print(f"{len(trained)} member(s) trained ahead, beside 03_train, in {seconds:.0f} s; "
@@ -305,7 +305,7 @@ def score_ensemble(dataset: Dataset, scalers: dict, members: list[Member],
     """
     combined, test_idx = combine(members), dataset.test_idx
     each = {f"member_{m.seed}": m.test for m in members}
-    if params.task == "direction":
+    if params.task_spec.classifies:
         scores = evaluate.score_direction(dataset, {"ensemble": combined["equal"], **each}, test_idx,
                                           params.direction_of)
         table = pd.DataFrame(scores).T.sort_values("accuracy", ascending=False)
@@ -321,7 +321,7 @@ def score_ensemble(dataset: Dataset, scalers: dict, members: list[Member],
 def interval_coverage(dataset: Dataset, members: list[Member], params: RunParams) -> dict[str, float]:
     """Test coverage of the members' spread and of the calibrated interval at `params.interval`,
     printed with their mean widths; {} for the direction task, whose probabilities have none."""
-    if params.task == "direction":
+    if params.task_spec.classifies:
         print("The direction task forecasts probabilities: there is no interval to check.")
         return {}
     level = params.interval
@@ -340,7 +340,7 @@ def backtest(dataset: Dataset, scalers: dict, members: list[Member], params: Run
     """`trading.long_short_backtest` of the equal-weight ensemble on the test period: ranked by its
     forecast ROI, or by its probability of an up day for the direction task."""
     combined = combine(members)["equal"]
-    signal = to_roi_pct(combined, scalers) if params.task == "regression" else combined - 0.5
+    signal = combined - 0.5 if params.task_spec.classifies else to_roi_pct(combined, scalers)
     test = dataset.test_idx
     return trading.long_short_backtest(signal, dataset.target_rows(test, "returns_pct"),
                                        dataset.target_rows(test, "dates"), dataset.assets,

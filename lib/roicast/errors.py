@@ -33,6 +33,10 @@ class MissingArtefactError(RoicastError, FileNotFoundError):
     """A notebook needs a file that an earlier step of the chain has not written yet."""
 
 
+class ContractError(RoicastError):
+    """A step opened an artefact that its entry in `roicast.store.STEPS` does not declare."""
+
+
 class RunExistsError(RoicastError):
     """A full run was asked for on an id that already holds a run (use --overwrite or --resume)."""
 

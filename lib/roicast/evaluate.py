@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from roicast import baselines, plots
+from roicast import baselines, plots, store
 from roicast.artefacts import write_json, write_parquet
 from roicast.config import RunParams
 from roicast.dataset import Dataset
@@ -32,6 +32,7 @@ from roicast.significance import (
     diebold_mariano,
     information_coefficient,
 )
+from roicast.task import task_of
 
 SPACES = ("scaled", "roi_pct")
 
@@ -53,9 +54,10 @@ def baseline_forecasts(dataset: Dataset, scalers: dict, indices: np.ndarray) -> 
 
 def error_overlap(dataset: Dataset) -> int:
     """Days two neighbouring forecast errors share: the smoothing window's overlap plus the horizon's
-    for the smoothed target, the horizon's alone for a raw one (the Diebold–Mariano lag)."""
+    for the smoothed target, the horizon's alone for a raw one or a sum, whose horizon spans its
+    days (the Diebold–Mariano lag)."""
     horizon = dataset.horizon
-    return horizon if dataset.target_of == "raw" else dataset.smooth_window + horizon - 1
+    return horizon if dataset.target_of in ("raw", "sum") else dataset.smooth_window + horizon - 1
 
 
 def in_both_spaces(forecasts: dict[str, np.ndarray], scalers: dict) -> dict[str, dict]:
@@ -137,7 +139,7 @@ def unknown_part(dataset: Dataset, scalers: dict, forecasts: dict[str, np.ndarra
     `implied_return_pct`, scored per predictor by `tomorrow_scores`, the training mean being the
     reference."""
     raw_target = dataset.target_of == "raw"
-    if not raw_target and (dataset.smooth_window < 2 or dataset.horizon != 1):
+    if dataset.target_of == "sum" or not raw_target and (dataset.smooth_window < 2 or dataset.horizon != 1):
         return {}
     indices = np.asarray(indices)
     raw = dataset.raw_pct
@@ -294,7 +296,7 @@ class Evaluation:
 
     def _regression_only(self) -> bool:
         """Whether the regression sections apply; says so when they do not."""
-        if self.task == "direction":
+        if task_of(self.task).classifies:
             print("The direction task has no regression forecasts: its network is scored in "
                   "'The direction task'.")
             return False
@@ -365,9 +367,10 @@ class Evaluation:
 
     def save(self, run_dir: Path, **parts) -> None:
         """Write predictions.parquet, metrics_per_asset.csv and evaluation.json (`record`'s)."""
-        write_parquet(Path(run_dir) / "predictions.parquet", self.frame)
-        self.per_asset.to_csv(Path(run_dir) / "metrics_per_asset.csv", index=False)
-        write_json(Path(run_dir) / "evaluation.json", self.record(**parts))
+        write_parquet(store.artefact_path(run_dir, "04_evaluate", store.PREDICTIONS), self.frame)
+        self.per_asset.to_csv(store.artefact_path(run_dir, "04_evaluate", store.METRICS_PER_ASSET),
+                              index=False)
+        write_json(store.artefact_path(run_dir, "04_evaluate", store.EVALUATION), self.record(**parts))
 
 
 def score_models(dataset: Dataset, scalers: dict, model_output: np.ndarray, params: RunParams,
@@ -378,7 +381,7 @@ def score_models(dataset: Dataset, scalers: dict, model_output: np.ndarray, para
     scores on tomorrow's own return and the per-asset tables. Direction: the network's
     probabilities against the majority class, overall and per asset.
     """
-    if params.task == "direction":
+    if params.task_spec.classifies:
         probabilities = {"hybrid": model_output}
         return Evaluation(
             task=params.task, target=params.target, forecasts={}, metrics={},
@@ -400,8 +403,10 @@ def multi_step_off(params: RunParams) -> str | None:
     """Why the multi-step comparison does not run for these parameters, or None when it does."""
     if params.horizon_steps == 1:
         return "horizon_steps = 1: the multi-step comparison is off."
-    if params.task == "direction":
+    if params.task_spec.classifies:
         return "The direction task forecasts one day: the multi-step comparison is off."
+    if params.target == "sum":
+        return "target='sum' forecasts its horizon_days at once: the multi-step comparison is off."
     return None
 
 

@@ -29,9 +29,12 @@ from roicast import (
     artefacts,
     baselines,
     collect,
+    distforecast,
     forecast_table,
+    m6,
     models,
     multistep,
+    network_distribution,
     paths,
     plots,
     preprocess,
@@ -43,8 +46,7 @@ from roicast.dataset import Dataset
 from roicast.errors import DataError, ParameterError, RoicastWarning
 from roicast.preprocess import to_roi_pct
 
-FORECASTS = "forecasts"
-SECTION = "forecast.json"  # 06's section of metrics.json: the latest forecast's summary
+STEP = "06_forecast"  # every file it opens goes through `_artefact`: the contract names it
 RECENT_DAYS = 60  # days of actual values shown before the forecast in the fan chart
 COLUMNS = ["date", "asset", "step", "model", "method", "forecast_roi_pct", "lower_roi_pct",
            "upper_roi_pct", "known_roi_pct", "implied_return_pct"]
@@ -70,9 +72,19 @@ class Ensemble:
 
     def __init__(self, members: list[keras.Model]):
         self.members = Members(members)
+        self.distributional = all(map(training.is_distributional, members))
 
     def predict_on_batch(self, windows: np.ndarray) -> np.ndarray:
+        """The members' mean forecast; of distribution networks, their mixture's mean."""
+        if self.distributional:
+            return self.predict_distribution_on_batch(windows)[0]
         return np.mean(self.members.predict_on_batch(windows), axis=0)
+
+    def predict_distribution_on_batch(self, windows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Distribution networks' mixture: location and scale (batch × assets, scaled units)."""
+        outputs = np.array(self.members.predict_on_batch(windows))  # members × batch × 2·assets
+        half = outputs.shape[-1] // 2
+        return network_distribution.mixture(outputs[..., :half], outputs[..., half:])
 
 
 class RidgeOnWindows:
@@ -113,6 +125,10 @@ class TrainedRun:
     # errors give its interval, for one with no held-out errors of its own (the refit); else itself
 
 
+def _artefact(run_dir: Path, name: str) -> Path:
+    return store.artefact_path(run_dir, STEP, name)
+
+
 def run_params(run_id: str) -> RunParams:
     """The parameters a run was made with: the runner's params.json, else what each step recorded.
 
@@ -120,30 +136,31 @@ def run_params(run_id: str) -> RunParams:
     forecast sets them, none is taken from the run or an earlier forecast.
     """
     run_dir = paths.run_dir(run_id)
-    saved = run_dir / "params.json"
+    saved = _artefact(run_dir, store.PARAMS)
     if saved.exists():
         values = artefacts.read_json(saved)
     else:
         values = {k: v for entry in store.read_lineage(run_dir).values() for k, v in entry["params"].items()}
-    own = store.own_parameters("06_forecast")
+    own = store.own_parameters(STEP)
     return validate_params({**{k: v for k, v in values.items() if k not in own}, "run_id": run_id})
 
 
 def load_run(run_id: str, params: RunParams) -> TrainedRun:
     """The network, the ensemble (when 05 ran), the ridge and persistence of a finished run."""
     run_dir = paths.run_dir(run_id)
-    dataset = Dataset.load(run_dir / "dataset.npz")
-    network = models.load_model(run_dir / "model.keras")
+    dataset = Dataset.load(_artefact(run_dir, store.DATASET))
+    network = models.load_model(_artefact(run_dir, store.MODEL))
     predictors: dict = {"hybrid": network}
-    if params.task == "regression":
-        ensemble_ran = (run_dir / "ensemble.json").exists()
-        members = sorted((run_dir / "ensemble").glob("member_*.keras")) if ensemble_ran else []
+    if params.task_spec.forecasts_target:
+        ensemble_ran = _artefact(run_dir, store.ENSEMBLE_INFO).exists()  # current: open_step checked
+        members = sorted(_artefact(run_dir, store.ENSEMBLE).glob(store.MEMBERS)) if ensemble_ran else []
         if members:
             predictors["ensemble"] = Ensemble([network, *(models.load_model(m) for m in members)])
         predictors["ridge"] = RidgeOnWindows(dataset)
         if params.target in params.input_features:
             predictors["persistence"] = LastValue(params.input_features, params.target)
-    return TrainedRun(run_id, params, artefacts.read_json(run_dir / "scaler.json"), dataset, predictors)
+    return TrainedRun(run_id, params, artefacts.read_json(_artefact(run_dir, store.SCALER)), dataset,
+                      predictors)
 
 
 def price_source(params: RunParams) -> dict:
@@ -212,7 +229,7 @@ def conformal_half_widths(scaled: np.ndarray, run: TrainedRun, origins: np.ndarr
     validation `origins`, shaped (steps, origins, assets)."""
     dataset = run.dataset
     errors = [np.abs(to_roi_pct(scaled[h], run.scalers)
-                     - dataset.replace(horizon=h + 1).target_rows(origins, "target_pct"))
+                     - dataset.replace(horizon=h + dataset.horizon_days).target_rows(origins, "target_pct"))
               for h in range(len(scaled))]
     return np.stack([np.quantile(e, run.params.interval, axis=0) for e in errors])
 
@@ -233,7 +250,7 @@ def forecast_frame(run: TrainedRun, latest: Dataset, days: int, dates: list[pd.T
                                                      strict=True)]
     scaled = {name: multistep.roll_forward(predictor, latest, run.scalers, *starts, days)
               for name, predictor in run.predictors.items()}
-    window = 1 if run.params.target == "raw" else run.params.smooth_window
+    window = run.params.smooth_window if run.params.target == "smoothed" else 1
     raw = latest.raw_pct
     records = []
     for name in run.predictors:
@@ -280,7 +297,7 @@ def windows_until(dataset: Dataset, day: pd.Timestamp) -> np.ndarray:
 def refit_network(run: TrainedRun, day: pd.Timestamp, work_dir: Path | None) -> tuple[keras.Model, str]:
     """The run's network refitted on its windows up to `day` for 03's best number of epochs, and
     the note that goes with its forecasts."""
-    trained = artefacts.read_json(paths.run_dir(run.run_id) / "train.json")
+    trained = artefacts.read_json(_artefact(paths.run_dir(run.run_id), store.TRAIN_INFO))
     indices = windows_until(run.dataset, day)
     if len(indices) == 0:
         raise ParameterError(f"refit: no window of the run's dataset has its target on or before "
@@ -304,6 +321,7 @@ class Forecast:
     info: dict  # forecast.json
     recent: pd.DataFrame  # the smoothed ROI % of the last days before asof (dates × assets)
     refitted: keras.Model | None = None  # with `refit`, the network saved as forecasts/<asof>-refit.keras
+    distribution: distforecast.Result | None = None  # <asof>_distribution.csv and <asof>_m6.csv
 
 
 def make_forecast(run_id: str, params: RunParams, prices: pd.DataFrame | None = None,
@@ -316,11 +334,17 @@ def make_forecast(run_id: str, params: RunParams, prices: pd.DataFrame | None = 
     """
     days = params.forecast_days if days is None else days
     asof = params.asof if asof is None else asof
+    notes = []
+    if params.target == "sum" and days > 1:
+        notes.append(f"target='sum' forecasts the next {params.horizon_days} trading days at once: one "
+                     f"step, not forecast_days={days}.")
+        days = 1
     run = load_run(run_id, params)
     origin = price_source(params) if prices is None else {"source": "given", "csv_path": None}
     prices = new_prices(params, None) if prices is None else prices
     prices = align_assets(prices, run.scalers["assets"])
-    history, day, notes = cut_at(prices, asof)
+    history, day, cut_notes = cut_at(prices, asof)
+    notes += cut_notes
     dates = future_dates(prices, day, days)
     stale = staleness_days(day)
     if stale > params.max_staleness_days:
@@ -335,7 +359,9 @@ def make_forecast(run_id: str, params: RunParams, prices: pd.DataFrame | None = 
         run.interval_from["hybrid_refit"] = "hybrid"
         notes.append(note)
     latest = preprocess.series_until(history, params, run.scalers)
-    if params.task == "direction":
+    month = distforecast.make(run.dataset, latest, params.horizon_days, days)
+    notes.append(f"distribution, quintile probabilities and the M6 file: {month.info['note']}.")
+    if params.task_spec.classifies:
         frame = direction_frame(run, latest, dates)
     else:
         frame = forecast_frame(run, latest, days, dates)
@@ -347,15 +373,15 @@ def make_forecast(run_id: str, params: RunParams, prices: pd.DataFrame | None = 
             "days": days, "models": sorted(frame["model"].unique()), "interval": params.interval,
             "method": "step 1 one-step, later steps recursive (each forecast fed back as input)",
             "task": params.task, "refit": params.refit, "notes": notes,
-            "params": {name: getattr(params, name) for name in store.own_parameters("06_forecast")},
-            "prices": origin}
-    return Forecast(frame, info, recent, refitted)
+            "params": {name: getattr(params, name) for name in store.own_parameters(STEP)},
+            "prices": origin, "distribution": month.info}
+    return Forecast(frame, info, recent, refitted, month)
 
 
 def plot_fan(result: Forecast, params: RunParams):
     """The fan chart of the headline model's forecast (None for the direction task, whose
     probabilities have no interval to draw)."""
-    if params.task != "regression":
+    if not params.task_spec.forecasts_target:
         return None
     model = forecast_table.headline_model(result.frame)
     return plots.plot_forecast_fan(result.recent, result.frame, model)
@@ -363,9 +389,10 @@ def plot_fan(result: Forecast, params: RunParams):
 
 def save(run_dir: Path, result: Forecast, figure=None) -> Path:
     """forecasts/<asof>.parquet and .csv (and the fan chart as .png, the refitted network as
-    <asof>-refit.keras, never over model.keras), its summary and parameters as <asof>.json, and
-    forecast.json (06's section of metrics.json)."""
-    folder = Path(run_dir) / FORECASTS
+    <asof>-refit.keras, never over model.keras), its summary and parameters as <asof>.json, the
+    distribution per asset and horizon as <asof>_distribution.csv, the M6 file as <asof>_m6.csv,
+    and forecast.json (06's section of metrics.json)."""
+    folder = _artefact(run_dir, store.FORECASTS)
     path = artefacts.write_parquet(folder / f"{result.info['asof']}.parquet", result.frame)
     artefacts.write_json(folder / f"{result.info['asof']}.json", result.info)
     if result.refitted is not None:
@@ -376,7 +403,11 @@ def save(run_dir: Path, result: Forecast, figure=None) -> Path:
     if figure is not None:
         with artefacts.atomic_path(folder / f"{result.info['asof']}.png") as tmp:
             figure.savefig(tmp, dpi=80, bbox_inches="tight", format="png")
-    artefacts.write_json(Path(run_dir) / SECTION, {"forecast": result.info})
+    if result.distribution is not None:
+        with artefacts.atomic_path(folder / f"{result.info['asof']}_distribution.csv") as tmp:
+            result.distribution.table.to_csv(tmp, index=False)
+        m6.write_submission(result.distribution.m6, folder / f"{result.info['asof']}_m6.csv")
+    artefacts.write_json(_artefact(run_dir, store.FORECAST_INFO), {"forecast": result.info})
     return path
 
 
@@ -384,5 +415,5 @@ def forecast(run_id: str, prices: pd.DataFrame | None = None, asof: str | None =
              days: int = 5) -> pd.DataFrame:
     """The Python API: the same frame as forecasts/<asof>.parquet, without writing anything."""
     params = run_params(run_id)
-    store.check_inputs(paths.run_dir(run_id), "06_forecast")
+    store.check_inputs(paths.run_dir(run_id), STEP)
     return make_forecast(run_id, params, prices, asof, days).frame

@@ -134,10 +134,18 @@ def evaluate(prices: pd.DataFrame, forecaster: Forecaster, horizon_days: int = 2
     """
     returns = distribution.log_returns(prices)
     table = distribution.periods(returns.index, horizon_days, start, end)
+    forecasts = [forecaster(returns.iloc[:position], horizon_days) for position in table["position"]]
+    return score_forecasts(returns, table, forecasts, horizon_days, draws, seed, bins)
+
+
+def score_forecasts(returns: pd.DataFrame, table: pd.DataFrame, forecasts: list[Forecast],
+                    horizon_days: int, draws: int = 10_000, seed: int = 0, bins: int = BINS) -> Evaluation:
+    """Score one forecast per period of `table` (`distribution.periods` of the daily log
+    `returns`) against the returns realised over its `horizon_days`: what `evaluate` does once
+    its forecaster has forecast, for forecasts made some other way (a network's)."""
     values = returns.to_numpy()
     realised, mean, scale, probabilities, weights = [], [], [], [], []
-    for number, position in enumerate(table["position"]):
-        forecast = forecaster(returns.iloc[:position], horizon_days)
+    for number, (position, forecast) in enumerate(zip(table["position"], forecasts, strict=True)):
         realised.append(values[position:position + horizon_days].sum(axis=0))
         mean.append(forecast.mean)
         scale.append(forecast.scale)

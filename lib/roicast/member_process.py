@@ -10,13 +10,13 @@ child imports it, and its outcome travels back pickled, as bytes, to be unpickle
 """
 
 import importlib
-import os
 import pickle
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
+from roicast.cluster import cores
 from roicast.config import RunParams
 from roicast.dataset import Dataset
 from roicast.errors import RoicastError
@@ -33,7 +33,7 @@ def threads_here(workers_per_host: dict[str, int]) -> int:
     from distributed.comm import get_address_host
 
     host = get_address_host(get_worker().address)
-    return max(1, (os.cpu_count() or 1) // workers_per_host.get(host, 1))
+    return max(1, cores() // workers_per_host.get(host, 1))
 
 
 def run_in_child(target: str, args: tuple, kwargs: dict, backend: str,

@@ -210,7 +210,7 @@ def _val_batches(dataset: Dataset, specs: list[MemberSpec]):
 
 
 def _loss(params: RunParams, y_train: np.ndarray):
-    if params.task == "direction":
+    if params.task_spec.classifies:
         return WeightedBinaryCrossentropy(*balanced_class_weights(y_train))
     return "mse"
 

@@ -23,12 +23,12 @@ from filelock import FileLock
 
 from roicast import store
 from roicast.artefacts import atomic_path
+from roicast.cluster import cores
 from roicast.config import RunParams, validate_params
 
 FOLDER = "members-ahead"
 LOCK, RESULT, LOG = "lock", "members.pickle", "log.txt"
 STARTED = "started"  # written by the runner before the process starts: 05 should wait for it
-DATASET = "dataset.npz"
 
 
 def folder(run_dir: Path) -> Path:
@@ -40,7 +40,7 @@ def key(run_dir: Path, params: RunParams) -> str:
     values = params.model_dump()
     names = sorted({*store.declared_parameters("03_train"), *store.declared_parameters("05_ensemble")}
                    - {"run_id"})
-    return json.dumps({"dataset": store.file_digest(Path(run_dir) / DATASET),
+    return json.dumps({"dataset": store.file_digest(Path(run_dir) / store.DATASET),
                        "params": {name: values[name] for name in names}}, sort_keys=True, default=str)
 
 
@@ -48,7 +48,7 @@ def worthwhile(params: RunParams, notebooks: list[str], scheduler: str | None) -
     """Only when 03 and 05 both run here, on two cores or more, with members to train. (Asked in
     the runner, which never imports TensorFlow: whether there is a GPU, the process finds out.)"""
     return ({"03_train", "05_ensemble"} <= set(notebooks) and scheduler is None and params.n_members > 1
-            and (os.cpu_count() or 1) >= 2)
+            and cores() >= 2)
 
 
 def start(run_dir: Path) -> subprocess.Popen:
@@ -88,7 +88,7 @@ def take(run_dir: Path, params: RunParams) -> tuple[list, float] | None:
 
 
 def member_file(run_dir: Path, seed: int) -> Path:
-    return folder(run_dir) / f"member_{seed}.keras"
+    return folder(run_dir) / store.member_file(seed)
 
 
 def main(run_dir: Path) -> None:
@@ -100,9 +100,9 @@ def main(run_dir: Path) -> None:
 
     here = folder(run_dir)
     with FileLock(str(here / LOCK)):
-        params = validate_params(read_json(Path(run_dir) / "params.json"))
+        params = validate_params(read_json(Path(run_dir) / store.PARAMS))
         start_time = time.perf_counter()
-        dataset = Dataset.load(Path(run_dir) / DATASET)
+        dataset = Dataset.load(Path(run_dir) / store.DATASET)
         seeds, variants = ensemble.member_seeds(params)[1:], ensemble.member_variants(params)[1:]
         if backends.gpu_available():
             members = ensemble.train_here(dataset, params, seeds, variants, here)

@@ -7,10 +7,13 @@ learns what the linear path misses. The guide's network on its own loses to pers
 on the smoothed target (docs/architecture.md); the highway keeps the network honest.
 """
 
+import math
+
 import keras
 from keras import layers, ops
 
 from roicast import backends
+from roicast.task import task_of
 
 
 @keras.saving.register_keras_serializable(package="roicast")
@@ -38,6 +41,68 @@ class WeightedBinaryCrossentropy(keras.losses.Loss):
     def get_config(self):
         return {**super().get_config(), "positive_weights": self.positive_weights,
                 "negative_weights": self.negative_weights}
+
+
+@keras.saving.register_keras_serializable(package="roicast")
+class GaussianNLL(keras.losses.Loss):
+    """Mean Gaussian negative log-likelihood of the targets under the network's location and scale.
+
+    The output holds, per window, the n assets' locations and then their scales (`Scale`).
+    """
+
+    def call(self, y_true, y_pred):
+        n_assets = ops.shape(y_pred)[-1] // 2
+        location, scale = y_pred[:, :n_assets], y_pred[:, n_assets:]
+        z = (ops.cast(y_true, y_pred.dtype) - location) / scale
+        return ops.mean(ops.log(scale) + 0.5 * ops.square(z), axis=-1) + 0.5 * math.log(2 * math.pi)
+
+
+@keras.saving.register_keras_serializable(package="roicast")
+class Scale(layers.Layer):
+    """Each asset's scale: a fixed base (the training residuals' spread, set before training)
+    times exp of what the network adds, that kept within ±`bound`, so the scale never reaches 0
+    and training starts at the base with the head at zero."""
+
+    def __init__(self, n_assets: int, bound: float = 4.0, **kwargs):
+        super().__init__(**kwargs)
+        self.n_assets, self.bound = n_assets, bound
+        self.base = self.add_weight(shape=(n_assets,), initializer="ones", trainable=False, name="base")
+
+    def call(self, log_change):
+        return self.base * ops.exp(ops.clip(log_change, -self.bound, self.bound))
+
+    def get_config(self):
+        return {**super().get_config(), "n_assets": self.n_assets, "bound": self.bound}
+
+
+@keras.saving.register_keras_serializable(package="roicast")
+class RecentVariance(layers.Layer):
+    """Each asset's log variance of one input series over the last `spans` days of its window,
+    less a per-asset centre set before training (`training.start_scale`): the recent volatility
+    a scale forecast starts from, over a week, a month and the window (as HAR models of
+    volatility do). Output (batch, assets, len(spans)); not trained."""
+
+    def __init__(self, n_assets: int, n_features: int, feature_index: int, spans: list[int], **kwargs):
+        super().__init__(**{**kwargs, "trainable": False})
+        self.n_assets, self.n_features, self.feature_index = n_assets, n_features, feature_index
+        self.spans = [int(span) for span in spans]
+        self.centre = self.add_weight(shape=(n_assets, len(self.spans)), initializer="zeros",
+                                      trainable=False, name="centre")
+
+    def call(self, windows):
+        steps = ops.shape(windows)[1]
+        series = ops.reshape(windows, (-1, steps, self.n_assets, self.n_features))[..., self.feature_index]
+        parts = [ops.log(ops.var(series[:, steps - span:, :], axis=1) + 1e-12) for span in self.spans]
+        return ops.stack(parts, axis=-1) - self.centre
+
+    def get_config(self):
+        return {**super().get_config(), "n_assets": self.n_assets, "n_features": self.n_features,
+                "feature_index": self.feature_index, "spans": self.spans}
+
+
+def variance_spans(seq_len: int) -> list[int]:
+    """The spans of `RecentVariance`: a week, a month and the whole window, as far as it reaches."""
+    return sorted({min(span, seq_len) for span in (5, 20, seq_len)} - {1})
 
 
 @keras.saving.register_keras_serializable(package="roicast")
@@ -137,18 +202,22 @@ def _highway(inputs, seq_len: int, n_assets: int, n_features: int):
 def build_model(seq_len: int, n_assets: int, n_features: int, *, architecture: str, task: str,
                 lstm_units: tuple[int, int], dropout_lstm: float, attention_heads: int,
                 attention_key_dim: int, dense_units: int, dropout_dense: float, output: str,
-                smooth_window: int, raw_index: int | None, seed: int) -> keras.Model:
+                smooth_window: int, raw_index: int | None, seed: int,
+                distribution: bool = False) -> keras.Model:
     """The network of `architecture` (guide | highway) for `task` (regression | direction), uncompiled.
 
     Input: (seq_len, n_assets * n_features), each asset's features side by side.
     Output: one value per asset (a scaled return, or for `direction` a probability of up).
     With `output='decomposed'` the layers before `known_plus_forecast` forecast tomorrow's raw
     return (feature `raw_index`), and the output is the known part of the smoothed target plus
-    that forecast, over `smooth_window`. `training.network_arguments` unpacks a run's parameters.
+    that forecast, over `smooth_window`. With `distribution` the output is each asset's location
+    (the value above) and then its scale (`Scale`, from a head of its own), for `GaussianNLL`.
+    `training.network_arguments` unpacks a run's parameters.
     """
+    spec = task_of(task)
     inputs = keras.Input(shape=(seq_len, n_assets * n_features), name="windows")
     body = _recurrent_attention_body(inputs, lstm_units, dropout_lstm, attention_heads, attention_key_dim,
-                                     dense_units, dropout_dense, task == "direction", seed)
+                                     dense_units, dropout_dense, spec.batch_norm, seed)
     highway = architecture == "highway"
     head_init = "zeros" if highway else keras.initializers.GlorotUniform(seed=seed)
     outputs = layers.Dense(n_assets, kernel_initializer=head_init, name="head")(body)
@@ -158,8 +227,17 @@ def build_model(seq_len: int, n_assets: int, n_features: int, *, architecture: s
     if output == "decomposed":  # outputs so far: tomorrow's raw return
         outputs = KnownPart(smooth_window, n_assets, n_features, raw_index,
                             name="known_plus_forecast")(inputs, outputs)
-    if task == "direction":
+    if spec.classifies:
         outputs = layers.Activation("sigmoid", name="probability_up")(outputs)
+    if distribution:  # the scale: recent variance through shared weights, plus what the body adds
+        recent = RecentVariance(n_assets, n_features, raw_index or 0, variance_spans(seq_len),
+                                name="recent_variance")(inputs)
+        linear = layers.Dense(1, kernel_initializer="zeros", name="scale_highway_linear")(recent)
+        log_change = layers.Add(name="log_scale_change")([
+            layers.Dense(n_assets, kernel_initializer="zeros", name="scale_head")(body),
+            layers.Reshape((n_assets,), name="scale_highway")(linear)])
+        outputs = layers.Concatenate(name="location_scale")(
+            [outputs, Scale(n_assets, name="scale")(log_change)])
     return keras.Model(inputs, outputs, name=f"roicast_{architecture}_{task}")
 
 

@@ -70,6 +70,7 @@ def roll_forward(model, dataset: Dataset, scalers: dict, windows: np.ndarray, kn
     forecasts = []
     for _ in range(steps):
         predicted = np.asarray(model.predict_on_batch(windows.reshape(n, seq_len, n_assets * n_features)))
+        predicted = predicted[:, :n_assets]  # a distribution network's location; its scale is not rolled
         forecasts.append(predicted)
         predicted_pct = to_roi_pct(predicted, scalers)
         implied_raw = predicted_pct if raw_target else window * predicted_pct - known_raw.sum(axis=1)

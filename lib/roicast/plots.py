@@ -284,3 +284,28 @@ def plot_ic_by_year(ic: pd.DataFrame) -> Figure:
            ylabel="mean daily IC")
     ax.legend(fontsize=7, ncols=len(names))
     return fig
+
+
+def plot_pit(pit: dict[str, np.ndarray], bins: int = 10) -> Figure:
+    """Calibration: the histogram of each predictor's probability integral transform (its forecast
+    CDF at the realised return). A calibrated forecast is flat at 1; a U too narrow, a hump too wide."""
+    fig, axes = _grid(len(pit), columns=min(len(pit), 4), size=(3.4, 2.6))
+    for ax, (name, values) in zip(axes, pit.items(), strict=False):
+        ax.hist(np.ravel(values), bins=np.linspace(0, 1, bins + 1), density=True,
+                color=PREDICTOR_COLOURS.get(name, "C5"), alpha=0.8)
+        ax.axhline(1.0, color="0.3", linestyle="--", linewidth=0.8)
+        ax.set(title=f"{name} ({np.size(values)} forecasts)", xlabel="PIT", ylabel="density")
+    fig.suptitle("Calibration of the H-day return distributions (flat = calibrated)")
+    return fig
+
+
+def plot_rank_probabilities(probabilities: pd.DataFrame, realised: pd.Series, title: str) -> Figure:
+    """One row per asset: the forecast probability of each quintile of the universe's returns,
+    with a box on the quintile it landed in."""
+    fig, ax = plt.subplots(figsize=(6.5, 0.3 * len(probabilities) + 1.6), layout="constrained")
+    sns.heatmap(probabilities, annot=True, fmt=".2f", cmap="mako_r", vmin=0, ax=ax,
+                annot_kws={"fontsize": 7}, cbar_kws={"label": "probability"})
+    for row, column in enumerate(realised.reindex(probabilities.index)):
+        ax.add_patch(plt.Rectangle((column, row), 1, 1, fill=False, edgecolor="C3", linewidth=2))
+    ax.set(title=title, xlabel="quintile of the period's return (1: lowest; box: realised)", ylabel="")
+    return fig

@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 from sklearn.preprocessing import MinMaxScaler, StandardScaler
 
+from roicast import store
 from roicast.artefacts import write_json
 from roicast.config import RunParams
 from roicast.dataset import PERIODS, Dataset
@@ -90,8 +91,13 @@ def fit_scalers(kind: str, scale_by: str, series: dict[str, pd.DataFrame],
     """
     if scale_by == "asset":
         shared = fit_scaler(kind, series["raw"].to_numpy()[rows])
-        return {name: shared for name in series}
-    return {name: fit_scaler(kind, frame.to_numpy()[rows]) for name, frame in series.items()}
+        scalers = {name: shared for name in series if name != "sum"}
+    else:
+        scalers = {name: fit_scaler(kind, frame.to_numpy()[rows]) for name, frame in series.items()
+                   if name != "sum"}
+    if "sum" in series:  # no sum of scaled days equals the scaled sum: it gets its own scaler
+        scalers["sum"] = fit_scaler(kind, series["sum"].to_numpy()[rows])
+    return scalers
 
 
 def scaler_to_dict(scaler: Scaler) -> dict:
@@ -124,15 +130,31 @@ def to_roi_pct(scaled_target: np.ndarray, scalers: dict) -> np.ndarray:
 
 
 def smoothed_and_raw(returns: pd.DataFrame, smooth_window: int,
-                     clip: tuple[pd.Series, pd.Series] | None) -> dict[str, pd.DataFrame]:
-    """The two daily series of a window: clipped returns' causal rolling mean, and the returns.
+                     clip: tuple[pd.Series, pd.Series] | None,
+                     sum_days: int | None = None) -> dict[str, pd.DataFrame]:
+    """The daily series of a window: clipped returns' causal rolling mean, and the returns; with
+    `sum_days`, also 'sum', the unclipped returns' trailing sum over that many days (the
+    month-ahead target, which scores what a holder earns).
 
-    Both start at the first row with a full rolling window, so row k of each is the same day.
+    All start at the first row with a full rolling mean, so row k of each is the same day (the
+    sum's first `sum_days - smooth_window` rows are NaN: no sample's target lies there).
     """
+    sums = {} if sum_days is None else {"sum": returns.rolling(sum_days).sum().iloc[smooth_window - 1:]}
     if clip is not None:
         returns = returns.clip(lower=clip[0], upper=clip[1], axis=1)
     return {"smoothed": smooth(returns, smooth_window).iloc[smooth_window - 1:],
-            "raw": returns.iloc[smooth_window - 1:]}
+            "raw": returns.iloc[smooth_window - 1:], **sums}
+
+
+def target_horizon(params: RunParams) -> int:
+    """Rows from a window's last day to its target's: `horizon`, plus the days after the first
+    that a 'sum' target adds (its row is the last of its `horizon_days`)."""
+    return params.horizon + (params.horizon_days - 1 if params.target == "sum" else 0)
+
+
+def sum_days(params: RunParams) -> int | None:
+    """The days a 'sum' target sums over; None for the other targets (no such series built)."""
+    return params.horizon_days if params.target == "sum" else None
 
 
 def scale_series(series: dict[str, pd.DataFrame], scalers: dict[str, Scaler],
@@ -160,8 +182,8 @@ def _daily(series: dict[str, pd.DataFrame], returns: pd.DataFrame, scalers: dict
         dates=smoothed.index.to_numpy().astype("datetime64[D]"),
         assets=np.array(smoothed.columns, dtype=str),
         feature_names=np.array(params.input_features, dtype=str), seq_len=params.seq_len,
-        horizon=params.horizon, smooth_window=params.smooth_window, scale_by=params.scale_by,
-        target_of=params.target, **periods)
+        horizon=target_horizon(params), smooth_window=params.smooth_window, scale_by=params.scale_by,
+        target_of=params.target, horizon_days=sum_days(params) or 1, **periods)
 
 
 def series_until(prices: pd.DataFrame, params: RunParams, scaler_json: dict) -> Dataset:
@@ -177,7 +199,7 @@ def series_until(prices: pd.DataFrame, params: RunParams, scaler_json: dict) -> 
         raise DataError("This run's scaler.json has no clip bounds; re-run 02_preprocess.")
     bounds = None if clip is None else (pd.Series(clip["low"], index=returns.columns),
                                         pd.Series(clip["high"], index=returns.columns))
-    series = smoothed_and_raw(returns, params.smooth_window, bounds)
+    series = smoothed_and_raw(returns, params.smooth_window, bounds, sum_days(params))
     if len(series["raw"]) < params.seq_len:
         raise DataError(f"Too little history for a forecast: {len(series['raw'])} days of returns "
                         f"after smoothing, and the network reads windows of {params.seq_len} days.")
@@ -194,26 +216,27 @@ def build_dataset(prices: pd.DataFrame, params: RunParams,
     `split` replaces the chronological split of the parameters (walk-forward folds).
     """
     returns = clean_returns(log_returns_pct(prices))
-    gap = max(params.smooth_window, params.horizon)
-    needed = rows_needed(params.seq_len, params.horizon, gap, params.smooth_window)
+    horizon = target_horizon(params)
+    gap = max(params.smooth_window, horizon)
+    needed = rows_needed(params.seq_len, horizon, gap, params.smooth_window)
     if len(returns) < needed:
         raise DataError(
             f"Too little history: {len(returns)} rows (trading days) of returns, but "
-            f"seq_len={params.seq_len}, horizon={params.horizon} and "
+            f"seq_len={params.seq_len}, horizon={params.horizon}, target={params.target} and "
             f"smooth_window={params.smooth_window} need at least {needed} (and far more to "
             "learn anything). Use more dates or a shorter seq_len.")
     n_rows = len(returns) - (params.smooth_window - 1)
-    samples = sample_indices(n_rows, params.seq_len, params.horizon)
+    samples = sample_indices(n_rows, params.seq_len, horizon)
     if split is None:
         split = split_indices(samples, params.test_fraction, params.val_fraction, gap)
-    last_train_row = int(split["train"][-1]) + params.horizon - 1 + (params.smooth_window - 1)
+    last_train_row = int(split["train"][-1]) + horizon - 1 + (params.smooth_window - 1)
 
     clip = None
     if params.clip_quantile is not None:
         clip = fit_clip_bounds(returns.iloc[:last_train_row + 1], params.clip_quantile)
-    series = smoothed_and_raw(returns, params.smooth_window, clip)
+    series = smoothed_and_raw(returns, params.smooth_window, clip, sum_days(params))
     smoothed = series["smoothed"]
-    train_rows = slice(0, int(split["train"][-1]) + params.horizon)
+    train_rows = slice(0, int(split["train"][-1]) + horizon)
     scalers = fit_scalers(params.scaler, params.scale_by, series, train_rows)
     dataset = _daily(series, returns, scalers, params, split)
     scaler_json = {"assets": list(smoothed.columns), "target": scaler_to_dict(scalers[params.target]),
@@ -236,7 +259,7 @@ def summarise(dataset: Dataset, params: RunParams, gap: int) -> dict:
     return {
         "params": {name: getattr(params, name) for name in (
             "smooth_window", "clip_quantile", "scaler", "scale_by", "seq_len", "horizon",
-            "test_fraction", "val_fraction", "input_features", "target")},
+            "test_fraction", "val_fraction", "input_features", "target", "horizon_days")},
         "gap": gap,
         "assets": dataset.assets.tolist(),
         "n_rows": int(dataset.features.shape[0]),
@@ -255,9 +278,9 @@ def direction_labels(dataset: Dataset, indices: np.ndarray, direction_of: str) -
 
 def write_outputs(run_dir: Path, dataset: Dataset, scalers: dict, info: dict) -> None:
     """Write dataset.npz, scaler.json and preprocess.json into the run folder."""
-    dataset.save(Path(run_dir) / "dataset.npz")
-    write_json(Path(run_dir) / "scaler.json", scalers)
-    write_json(Path(run_dir) / "preprocess.json", info)
+    dataset.save(store.artefact_path(run_dir, "02_preprocess", store.DATASET))
+    write_json(store.artefact_path(run_dir, "02_preprocess", store.SCALER), scalers)
+    write_json(store.artefact_path(run_dir, "02_preprocess", store.PREPROCESS_INFO), info)
 
 
 def guide_log1p_nan_share(prices: pd.DataFrame) -> float:

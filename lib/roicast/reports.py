@@ -90,7 +90,7 @@ def record_status(params: RunParams, notebooks: list[str], status: str, timings:
 
     Its parameters are the run's (params.json) once it has them: a forecast's own stay in the
     forecast's record."""
-    saved = paths.run_dir(params.run_id) / "params.json"
+    saved = paths.run_dir(params.run_id) / store.PARAMS
     recorded = read_json(saved) if saved.exists() else params.model_dump()
     write_json(paths.run_dir(params.run_id) / store.RUN_RECORD, {
         "run_id": params.run_id, "status": status, "notebooks": notebooks, "params": recorded,
@@ -113,7 +113,7 @@ def latest_forecast(run_id: str, metrics: dict) -> list[dict]:
     """Tomorrow's forecast per asset, highest expected return first; its fan chart is copied
     beside the report as forecast.png."""
     info = metrics.get("forecast")
-    folder = paths.run_dir(run_id) / "forecasts"
+    folder = paths.run_dir(run_id) / store.FORECASTS
     if not info or not (folder / f"{info['asof']}.parquet").exists():
         return []
     if (folder / f"{info['asof']}.png").exists():

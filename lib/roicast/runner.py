@@ -70,7 +70,7 @@ def new_run_id(source: str) -> str:
 
 
 def latest_run_id() -> str:
-    runs = sorted((p for p in paths.runs_dir().glob("*") if (p / "params.json").exists()),
+    runs = sorted((p for p in paths.runs_dir().glob("*") if (p / store.PARAMS).exists()),
                   key=lambda p: p.stat().st_mtime)
     if not runs:
         raise MissingArtefactError(f"No run found in {paths.runs_dir()}; run the whole chain first.")
@@ -135,10 +135,10 @@ def resolve_params(values: dict, run_id: str | None, only: Sequence[str] | None,
         if not paths.run_dir(run_id).is_dir():
             if only and not resume:  # a new run's first steps; the plan is checked before they start
                 return validate_params({**values, "run_id": run_id})
-            known = sorted(p.name for p in paths.runs_dir().glob("*") if (p / "params.json").exists())
+            known = sorted(p.name for p in paths.runs_dir().glob("*") if (p / store.PARAMS).exists())
             raise MissingArtefactError(f"No run '{run_id}' in {paths.runs_dir()}. Existing runs: "
                                        f"{', '.join(known) or 'none'}.")
-        saved = paths.run_dir(run_id) / "params.json"
+        saved = paths.run_dir(run_id) / store.PARAMS
         base = read_json(saved) if saved.exists() else {}
         return validate_params({**base, **values, "run_id": run_id})
     if run_id is None:
@@ -330,7 +330,7 @@ def _run_locked(params: RunParams, notebooks: list[str], with_code: bool, log: C
     run_dir = prepare_run_dir(params, notebooks, overwrite)
     report_dir = paths.report_dir(params.run_id)
     if store.changes_record(notebooks):  # a forecast's own parameters go to its own record
-        write_json(run_dir / "params.json", params.model_dump())
+        write_json(run_dir / store.PARAMS, params.model_dump())
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     os.environ[store.LOCKED_RUN_ENV] = params.run_id
     before = {name: os.environ.get(name) for name in ("KERAS_BACKEND", SCHEDULER_ENV)}

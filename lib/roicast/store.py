@@ -36,18 +36,41 @@ import filelock
 
 from roicast import paths
 from roicast.artefacts import jsonable, read_json, write_json
-from roicast.errors import MissingArtefactError, RoicastError, RunInUseError
+from roicast.errors import ContractError, MissingArtefactError, ParameterError, RoicastError, RunInUseError
 
+# The run's record: written by the runner and the store, read by any step.
 LINEAGE = "lineage.json"
 RUN_RECORD = "run.json"  # the runner's status, timings and parameters
+PARAMS = "params.json"  # the parameters of the run's training steps, written by the runner
 METRICS = "metrics.json"  # assembled from the sections below; never written by a notebook directly
+# The steps' artefacts: every module names them through these constants, never as literals.
+PRICES = "prices.parquet"
+COLLECT_INFO = "collect.json"
+DATASET = "dataset.npz"
+SCALER = "scaler.json"
+PREPROCESS_INFO = "preprocess.json"
+MODEL = "model.keras"
+HISTORY = "history.csv"
+TRAIN_INFO = "train.json"
+LOGS = "logs"  # TensorBoard's
+PREDICTIONS = "predictions.parquet"
+METRICS_PER_ASSET = "metrics_per_asset.csv"
+EVALUATION = "evaluation.json"
+ENSEMBLE = "ensemble"  # the members' networks, ENSEMBLE / member_file(seed)
+ENSEMBLE_INFO = "ensemble.json"
+FORECASTS = "forecasts"  # FORECASTS / <asof>.parquet, .csv, .json, .png, -refit.keras
+FORECAST_INFO = "forecast.json"
 SCRATCH = ".work"  # a step's files while it works (partial logs, folds); never an artefact
 LOCKED_RUN_ENV = "ROICAST_LOCKED_RUN"  # set by the runner for its kernels: the parent holds the lock
 
 
 @dataclass(frozen=True)
 class StepSpec:
-    """One notebook of the chain: the artefacts it reads and the ones it writes."""
+    """One notebook of the chain: the artefacts it reads and the ones it writes.
+
+    A step opens only what it declares here (`Step.path`). What it reads makes its version
+    depend on the steps that wrote it, so re-running one of them removes what it made.
+    """
 
     name: str
     reads: tuple[str, ...]
@@ -55,23 +78,41 @@ class StepSpec:
     section: str | None = None  # its file of metrics.json sections, if any
     optional: tuple[str, ...] = ()  # outputs it may lack (TensorBoard's logs need TensorFlow)
     record: str = LINEAGE  # the file of its lineage entry
+    may_read: tuple[str, ...] = ()  # inputs it uses when their step ran (05's ensemble for 06)
+    run_files: tuple[str, ...] = ()  # files of the run's record it reads (params.json)
+    # Pinned: its entry keeps the digest of each file it read, and it goes when any of them is
+    # replaced, even by a re-run that gives its step the same version (a forecast is only a view
+    # of the run's current files; retrained members are new files).
+    pinned: bool = False
+
+    @property
+    def inputs(self) -> tuple[str, ...]:
+        """Everything it may read of other steps' artefacts."""
+        return (*self.reads, *self.may_read)
 
 
 STEPS = (
-    StepSpec("01_collect", (), ("prices.parquet", "collect.json")),
-    StepSpec("02_preprocess", ("prices.parquet",), ("dataset.npz", "scaler.json", "preprocess.json")),
-    StepSpec("03_train", ("dataset.npz", "preprocess.json"),
-             ("model.keras", "history.csv", "train.json", "logs"), optional=("logs",)),
-    StepSpec("04_evaluate", ("prices.parquet", "collect.json", "dataset.npz", "scaler.json", "model.keras",
-                             "train.json"),
-             ("predictions.parquet", "metrics_per_asset.csv", "evaluation.json"), section="evaluation.json"),
-    StepSpec("05_ensemble", ("dataset.npz", "scaler.json", "model.keras", "train.json"),
-             ("ensemble", "ensemble.json"), section="ensemble.json"),
-    StepSpec("06_forecast", ("dataset.npz", "scaler.json", "model.keras", "train.json"),
-             ("forecasts", "forecast.json"), section="forecast.json", record="forecasts/lineage.json"),
+    StepSpec("01_collect", (), (PRICES, COLLECT_INFO)),
+    StepSpec("02_preprocess", (PRICES,), (DATASET, SCALER, PREPROCESS_INFO)),
+    StepSpec("03_train", (DATASET, PREPROCESS_INFO), (MODEL, HISTORY, TRAIN_INFO, LOGS), optional=(LOGS,)),
+    StepSpec("04_evaluate", (PRICES, COLLECT_INFO, DATASET, SCALER, MODEL, TRAIN_INFO),
+             (PREDICTIONS, METRICS_PER_ASSET, EVALUATION), section=EVALUATION),
+    StepSpec("05_ensemble", (DATASET, SCALER, MODEL, TRAIN_INFO), (ENSEMBLE, ENSEMBLE_INFO),
+             section=ENSEMBLE_INFO),
+    StepSpec("06_forecast", (DATASET, SCALER, MODEL, TRAIN_INFO), (FORECASTS, FORECAST_INFO),
+             section=FORECAST_INFO, record=f"{FORECASTS}/{LINEAGE}", may_read=(ENSEMBLE, ENSEMBLE_INFO),
+             run_files=(PARAMS,), pinned=True),
 )  # fmt: skip
 SPECS = {spec.name: spec for spec in STEPS}
 PRODUCER = {artefact: spec.name for spec in STEPS for artefact in spec.writes}
+
+
+MEMBERS = "member_*.keras"  # the members' networks inside ENSEMBLE
+
+
+def member_file(seed: int) -> str:
+    """An ensemble member's network, inside ENSEMBLE."""
+    return f"member_{seed}.keras"
 RECORDS = tuple(dict.fromkeys(spec.record for spec in STEPS))
 
 
@@ -82,8 +123,8 @@ def changes_record(steps: Sequence[str]) -> bool:
 
 
 def upstream(step: str) -> list[str]:
-    """The steps whose artefacts `step` reads, in chain order."""
-    producers = {PRODUCER[name] for name in SPECS[step].reads}
+    """The steps whose artefacts `step` reads or may read, in chain order."""
+    producers = {PRODUCER[name] for name in SPECS[step].inputs}
     return [spec.name for spec in STEPS if spec.name in producers]
 
 
@@ -202,13 +243,18 @@ class Step:
     name: str
     dir: Path
 
-    def scratch(self) -> Path:
+    def fresh_scratch(self) -> Path:
         """An empty folder for this step's work files, inside the run; `finish` removes it, and
         the next start of the step clears what an interrupted one left there."""
         folder = self.dir / SCRATCH / self.name
         shutil.rmtree(folder, ignore_errors=True)
         folder.mkdir(parents=True)
         return folder
+
+    def path(self, name: str) -> Path:
+        """The path of artefact `name`, which this step must declare in STEPS: a step opens
+        nothing its entry does not name, so its version depends on all it used."""
+        return artefact_path(self.dir, self.name, name)
 
     def finish(self, params: Any) -> str:
         """Record what this step made, drop what later steps made from an older version, and
@@ -217,7 +263,7 @@ class Step:
         values = params.model_dump() if hasattr(params, "model_dump") else dict(params)
         mine = {name: values[name] for name in declared_parameters(self.name) if name in values}
         lineage = read_lineage(self.dir)
-        inputs = {parent: lineage[parent]["version"] for parent in upstream(self.name)}
+        inputs = {parent: lineage[parent]["version"] for parent in upstream(self.name) if parent in lineage}
         outputs = {name: file_digest(self.dir / name) for name in spec.writes}
         missing = [name for name in spec.writes
                    if name not in spec.optional and not (self.dir / name).exists()]
@@ -227,18 +273,44 @@ class Step:
         version = _digest({"step": self.name, "params": mine, "inputs": inputs, "content": content})
         lineage[self.name] = {"version": version, "params": mine, "inputs": inputs, "outputs": outputs,
                               "finished": datetime.now(UTC).isoformat(timespec="seconds")}
+        if spec.pinned:
+            lineage[self.name]["read"] = {name: file_digest(self.dir / name) for name in spec.inputs
+                                          if (self.dir / name).is_file()}
         dropped = []
         for later in downstream(self.name):
             entry = lineage.get(later)
-            if entry and any(lineage.get(p, {}).get("version") != v for p, v in entry["inputs"].items()):
+            if entry and _stale(later, entry, lineage):
                 remove_outputs(self.dir, later)
                 lineage.pop(later)
                 dropped.append(later)
+        if dropped:
+            print(f"{self.name}: removed what {', '.join(dropped)} made from its earlier output; re-run "
+                  f"{', '.join(dropped)} for results from this one.")
         for record in dict.fromkeys(SPECS[step].record for step in (self.name, *dropped)):
             _write_record(self.dir, record, lineage)
         shutil.rmtree(self.dir / SCRATCH / self.name, ignore_errors=True)
         assemble_metrics(self.run_id)
         return version
+
+
+def artefact_path(run_dir: Path, step: str, name: str) -> Path:
+    """The path of artefact `name` for `step`, which must declare it (reads, may_read, writes
+    or run_files in STEPS); a one-line error otherwise."""
+    spec = SPECS[step]
+    if name not in (*spec.inputs, *spec.writes, *spec.run_files):
+        raise ContractError(f"{step} does not declare {name}: name it in its StepSpec in "
+                            "roicast.store.STEPS (reads, may_read, writes or run_files) before opening it.")
+    return Path(run_dir) / name
+
+
+def _stale(step: str, entry: dict, lineage: dict) -> bool:
+    """Whether `step`'s entry was made from other versions of its inputs than the current ones
+    (an input step that ran since counts), or, for a pinned step, from other files."""
+    current = {parent: lineage[parent]["version"] for parent in upstream(step) if parent in lineage}
+    if entry["inputs"] != current:
+        return True
+    return any(lineage.get(PRODUCER[name], {}).get("outputs", {}).get(name) != digest
+               for name, digest in entry.get("read", {}).items())
 
 
 def clear_scratch(run_dir: Path) -> None:
@@ -278,10 +350,13 @@ def check_input(run_dir: Path, step: str, name: str, lineage: dict | None = None
 
 
 def check_inputs(run_dir: Path, step: str) -> None:
-    """Stop unless every input of `step` is present and current (see `check_input`)."""
+    """Stop unless every input of `step` is present and current (see `check_input`); one it
+    may read, only when its step ran or left it."""
     lineage = read_lineage(run_dir)
-    for name in SPECS[step].reads:
-        check_input(run_dir, step, name, lineage)
+    spec = SPECS[step]
+    for name in spec.inputs:
+        if name in spec.reads or PRODUCER[name] in lineage or (Path(run_dir) / name).exists():
+            check_input(run_dir, step, name, lineage)
 
 
 def complete_steps(run_dir: Path) -> list[str]:
@@ -292,9 +367,34 @@ def complete_steps(run_dir: Path) -> list[str]:
         entry = lineage.get(spec.name)
         if (entry and all(entry["outputs"].get(n) == file_digest(Path(run_dir) / n)
                           and ((Path(run_dir) / n).exists() or n in spec.optional) for n in spec.writes)
-                and all(lineage.get(p, {}).get("version") == v for p, v in entry["inputs"].items())):
+                and not _stale(spec.name, entry, lineage)):
             done.append(spec.name)
     return done
+
+
+def ancestors(step: str) -> list[str]:
+    """Every step whose artefacts `step` reads, directly or not, in chain order."""
+    found = set(upstream(step))
+    for parent in upstream(step):
+        found.update(ancestors(parent))
+    return [spec.name for spec in STEPS if spec.name in found]
+
+
+def check_finished(run_id: str, step: str, use: str) -> Path:
+    """The folder of another run that this one reads (`use`, say 'init_from=old'): stop in one
+    line unless its `step` and every step before it finished and are still current, and no
+    process is writing it."""
+    run_dir = paths.run_dir(run_id)
+    if not run_dir.is_dir():
+        raise ParameterError(f"{use}: {run_dir} does not exist; name a run whose {step} has finished.")
+    if is_locked(run_id):
+        raise RunInUseError(f"{use}: run '{run_id}' is being written now; wait for it to finish.")
+    done = complete_steps(run_dir)
+    missing = [name for name in (*ancestors(step), step) if name not in done]
+    if missing:
+        raise ParameterError(f"{use}: in run '{run_id}', {', '.join(missing)} did not finish or its files "
+                             f"changed since; name a run whose {step} has finished, or re-run it there.")
+    return run_dir
 
 
 def open_step(run_id: str, step: str) -> Step:

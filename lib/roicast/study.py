@@ -32,7 +32,7 @@ def raw_return_forecasts(dataset: Dataset, scalers: dict, forecasts: dict[str, n
     The network's and the ridge's are `evaluate.implied_return_pct`; persistence is yesterday's
     raw return and the training mean each asset's mean return on the training days.
     """
-    if dataset.horizon != 1:
+    if dataset.horizon != 1 or dataset.target_of == "sum":
         return {}
     indices, raw = np.asarray(indices), dataset.raw_pct
     result = {name: implied_return_pct(dataset, to_roi_pct(forecasts[name], scalers), indices)

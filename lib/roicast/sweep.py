@@ -23,10 +23,10 @@ from pathlib import Path
 
 import yaml
 
-from roicast import paths
+from roicast import paths, store
 from roicast.artefacts import atomic_path, write_json
 from roicast.checkout import require_checkout
-from roicast.cluster import connect
+from roicast.cluster import connect, cores
 from roicast.config import VARIANT_PARAMS, require_backend, validate_params
 from roicast.errors import ParameterError
 from roicast.reports import headline_rows
@@ -77,7 +77,7 @@ def sweep_id(grid: dict) -> str:
 
 
 def run_status(run_id: str) -> str | None:
-    metrics = paths.run_dir(run_id) / "metrics.json"
+    metrics = paths.run_dir(run_id) / store.METRICS
     return json.loads(metrics.read_text()).get("status") if metrics.exists() else None
 
 
@@ -103,7 +103,7 @@ def run_one(values: dict, run_id: str, threads: int) -> dict:
 
 def _client(scheduler: str | None, workers: int | None):
     """A LocalCluster of half the cores by default: each run's TensorFlow gets two threads."""
-    return connect(scheduler, workers or max(1, (os.cpu_count() or 2) // 2))
+    return connect(scheduler, workers or max(1, cores() // 2))
 
 
 def run_sweep(grid_path: Path, scheduler: str | None = None, workers: int | None = None) -> Path:
@@ -121,7 +121,7 @@ def run_sweep(grid_path: Path, scheduler: str | None = None, workers: int | None
     if todo:
         with _client(scheduler, workers) as client:
             n_workers = max(1, len(client.scheduler_info()["workers"]))
-            threads = max(1, (os.cpu_count() or 2) // n_workers)
+            threads = max(1, cores() // n_workers)
             futures = [client.submit(run_one, combos[k], run_ids[k], threads, pure=False) for k in todo]
             for future in tqdm(as_completed(futures), total=len(futures), desc="runs"):
                 outcome = future.result()
@@ -167,8 +167,8 @@ def held_out_figures(metrics: dict) -> dict:
 def sweep_rows(combos: list[dict], run_ids: list[str]) -> list[dict]:
     rows = []
     for combo, run_id in zip(combos, run_ids, strict=True):
-        metrics = _read_json(paths.run_dir(run_id) / "metrics.json")
-        info = _read_json(paths.run_dir(run_id) / "train.json")
+        metrics = _read_json(paths.run_dir(run_id) / store.METRICS)
+        info = _read_json(paths.run_dir(run_id) / store.TRAIN_INFO)
         rows.append({"run_id": run_id, "status": metrics.get("status", "missing"),
                      "error": metrics.get("error"), "params": combo,
                      "validation": validation_figures(info, metrics.get("members")),

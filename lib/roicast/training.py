@@ -34,14 +34,14 @@ import numpy as np
 import pandas as pd
 from sklearn.utils.class_weight import compute_class_weight
 
-from roicast import backends, baselines, paths
+from roicast import backends, baselines, paths, store
 from roicast.artefacts import atomic_path, read_json, write_json
 from roicast.baselines import Persistence, SharedRidge
 from roicast.batches import WindowBatches
 from roicast.config import RunParams
-from roicast.dataset import Dataset
+from roicast.dataset import PERIODS, Dataset
 from roicast.errors import DataError, ParameterError
-from roicast.models import WeightedBinaryCrossentropy, build_model, load_model
+from roicast.models import GaussianNLL, WeightedBinaryCrossentropy, build_model, load_model
 from roicast.preprocess import direction_labels
 
 if TYPE_CHECKING:
@@ -74,9 +74,11 @@ def set_seed(seed: int) -> None:
 
 
 def check_finite(dataset: Dataset) -> None:
-    """Stop before training if any input or target holds NaN or infinity."""
-    for name in ("features", "target"):
-        bad = ~np.isfinite(getattr(dataset, name))
+    """Stop before training if any input or any sample's target holds NaN or infinity (a 'sum'
+    target's first rows, which no sample reaches, are NaN by design)."""
+    samples = np.concatenate([dataset.indices(period) for period in PERIODS])
+    for name, values in (("features", dataset.features), ("target", dataset.target_rows(samples))):
+        bad = ~np.isfinite(values)
         if bad.any():
             raise DataError(f"{int(bad.sum())} non-finite values in {name} of dataset.npz. "
                             "Re-run 02_preprocess; if it persists, check the prices for holes.")
@@ -94,7 +96,7 @@ def balanced_class_weights(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def training_targets(dataset: Dataset, indices: np.ndarray, params: RunParams) -> np.ndarray:
-    if params.task == "direction":
+    if params.task_spec.classifies:
         return direction_labels(dataset, indices, params.direction_of)
     return dataset.target_rows(indices).astype(np.float32)
 
@@ -139,8 +141,8 @@ def network_arguments(params: RunParams, seed: int | None = None) -> dict:
         "architecture": params.architecture, "task": params.task, "lstm_units": tuple(params.lstm_units),
         "dropout_lstm": params.dropout_lstm, "attention_heads": params.attention_heads,
         "attention_key_dim": params.attention_key_dim, "dense_units": params.dense_units,
-        "dropout_dense": params.dropout_dense, "output": params.resolved_output,
-        "smooth_window": params.smooth_window,
+        "dropout_dense": params.dropout_dense, "output": params.location_output,
+        "distribution": params.distributional, "smooth_window": params.smooth_window,
         "raw_index": params.input_features.index("raw") if "raw" in params.input_features else None,
         "seed": params.seed if seed is None else seed,
     }
@@ -151,9 +153,11 @@ def compile_model(model: keras.Model, params: RunParams, class_weights=None) -> 
     optimizer = keras.optimizers.AdamW(learning_rate=params.resolved_learning_rate,
                                        weight_decay=params.weight_decay, beta_1=0.9, beta_2=0.999,
                                        epsilon=1e-7, clipnorm=params.resolved_clipnorm)
-    if params.task == "direction":
+    if params.task_spec.classifies:
         loss = WeightedBinaryCrossentropy(*class_weights)
         metrics = [keras.metrics.BinaryAccuracy(name="accuracy"), keras.metrics.AUC(name="auc")]
+    elif params.distributional:
+        loss, metrics = GaussianNLL(), []
     else:
         loss, metrics = "mse", ["mae"]
     steps = 1 if backends.name() == "torch" else STEPS_PER_EXECUTION  # Keras on torch takes only 1
@@ -229,14 +233,35 @@ def warm_start_highway(model: keras.Model, dataset: Dataset, train_indices: np.n
         [coef.reshape(-1, 1).astype(np.float32), np.array([intercept], dtype=np.float32)])
 
 
+def start_scale(model: keras.Model, dataset: Dataset, params: RunParams, train_indices: np.ndarray) -> None:
+    """Set the `Scale` layer's base to each asset's spread of the training targets around the
+    location the network starts at (`warm_start_highway`'s): the training mean's forecast of
+    tomorrow's return over the smoothing window when decomposed, the ridge's when direct, the
+    training mean's for the guide. The network then starts at an honest Gaussian and learns how
+    the window moves it; started at 1, the scale would take thousands of steps to come down.
+    The recent variances (`models.RecentVariance`) are centred on their training means, so that
+    their path starts at zero too.
+    """
+    targets = dataset.target_rows(train_indices)
+    if params.architecture == "highway" and params.location_output == "decomposed":
+        raw = dataset.target_rows(train_indices, baselines.raw_feature(dataset))
+        spread = raw.std(axis=0) / params.smooth_window
+    elif params.architecture == "highway":
+        ridge = SharedRidge().fit(dataset, train_indices)
+        spread = (targets - ridge.predict(dataset, train_indices)).std(axis=0)
+    else:
+        spread = targets.std(axis=0)
+    model.get_layer("scale").set_weights([np.maximum(spread, 1e-6).astype(np.float32)])
+    recent = model.get_layer("recent_variance")
+    series = dataset.windows(train_indices)[..., recent.feature_index]  # (windows, steps, assets)
+    centre = [np.log(series[:, -span:].var(axis=1) + 1e-12).mean(axis=0) for span in recent.spans]
+    recent.set_weights([np.stack(centre, axis=-1).astype(np.float32)])
+
+
 def check_same_assets(assets: list[str], init_from: str) -> None:
     """Stop unless the earlier run had these assets in this order: the network's input holds one
     slot per asset, and its output one column per asset, in scaler.json's order."""
-    saved = paths.run_dir(init_from) / "scaler.json"
-    if not saved.exists():
-        raise ParameterError(f"init_from={init_from}: {saved} does not exist; name a run whose "
-                             "02_preprocess and 03_train have finished.")
-    theirs = read_json(saved)["assets"]
+    theirs = read_json(paths.run_dir(init_from) / store.SCALER)["assets"]
     if theirs == assets:
         return
     only_theirs = [a for a in theirs if a not in assets]
@@ -276,12 +301,9 @@ def check_same_network(model: keras.Model, source: keras.Model, init_from: str) 
 def load_initial_weights(model: keras.Model, init_from: str, assets: list[str]) -> None:
     """Copy an earlier run's weights into `model`, layer by layer, after checking that both runs
     read the same assets with the same network."""
+    run_dir = store.check_finished(init_from, "03_train", f"init_from={init_from}")
     check_same_assets(assets, init_from)
-    saved = paths.run_dir(init_from) / "model.keras"
-    if not saved.exists():
-        raise ParameterError(f"init_from={init_from}: {saved} does not exist; name a run whose "
-                             "03_train has finished.")
-    source = load_model(saved)
+    source = load_model(run_dir / store.MODEL)
     check_same_network(model, source, init_from)
     for layer in model.layers:
         layer.set_weights(source.get_layer(layer.name).get_weights())
@@ -304,8 +326,10 @@ def initialise(model: keras.Model, dataset: Dataset, params: RunParams, train_in
     must not overwrite), else for the highway the ridge solution; then the frozen layers."""
     if fine_tune and params.init_from is not None:
         load_initial_weights(model, params.init_from, [str(a) for a in dataset.assets])
-    elif params.architecture == "highway" and params.task == "regression":
-        warm_start_highway(model, dataset, train_indices, params.resolved_output)
+    elif params.architecture == "highway" and params.task_spec.forecasts_target:
+        warm_start_highway(model, dataset, train_indices, params.location_output)
+    if params.distributional and not (fine_tune and params.init_from is not None):
+        start_scale(model, dataset, params, train_indices)
     if fine_tune:
         freeze(model, params.freeze_layers)
 
@@ -352,7 +376,7 @@ def make_callbacks(params: RunParams, work_dir: Path, timer: EpochTimer, verbose
         steering = [keras.callbacks.LearningRateScheduler(lambda epoch, _: schedule[epoch])]
     callbacks = [
         *steering,
-        keras.callbacks.TensorBoard(log_dir=str(work_dir / "logs"), write_graph=False),
+        keras.callbacks.TensorBoard(log_dir=str(work_dir / store.LOGS), write_graph=False),
         keras.callbacks.CSVLogger(str(work_dir / EPOCH_LOG)),
         keras.callbacks.TerminateOnNaN(),
         timer,
@@ -404,7 +428,7 @@ def train(dataset: Dataset, params: RunParams, work_dir: Path, seed: int | None 
     train_idx = dataset.train_idx if train_indices is None else train_indices
     validate = schedule is None
     y_train = training_targets(dataset, train_idx, params)
-    class_weights = balanced_class_weights(y_train) if params.task == "direction" else None
+    class_weights = balanced_class_weights(y_train) if params.task_spec.classifies else None
 
     with model_scope():
         model = build_model(seq_len, n_assets, n_features, **network_arguments(params, seed))
@@ -440,7 +464,7 @@ def train(dataset: Dataset, params: RunParams, work_dir: Path, seed: int | None 
         "epoch_seconds": timer.seconds, "fit_seconds": fit_seconds,
         "n_params": int(model.count_params()),
         "val_loss_persistence": validation_persistence_loss(dataset)
-        if params.task == "regression" and validate else None,
+        if params.task_spec.forecasts_target and not params.distributional and validate else None,
         "params": params.model_dump(),
         "class_weights": None if class_weights is None else
         {"up": class_weights[0].tolist(), "down": class_weights[1].tolist()},
@@ -482,10 +506,14 @@ class Network:
     def predict(self, dataset: Dataset, indices: np.ndarray) -> np.ndarray:
         return predict(self.result.model, dataset, indices)
 
+    def predict_distribution(self, dataset: Dataset, indices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return predict_distribution(self.result.model, dataset, indices)
+
 
 def predict(model: keras.Model, dataset: Dataset, indices: np.ndarray,
             batch_size: int = EVAL_BATCH) -> np.ndarray:
-    """The model's outputs for the given sample indices, shape (len(indices), n_assets).
+    """The model's outputs for the given sample indices, shape (len(indices), n_assets): for a
+    distribution network (output='distribution') its locations, the point forecast.
 
     Every batch holds exactly `batch_size` windows, one at a time: the last is filled up with
     copies of its last window, whose outputs are dropped. The model's predict function thus
@@ -494,6 +522,30 @@ def predict(model: keras.Model, dataset: Dataset, indices: np.ndarray,
     three or four traces per network, and TensorFlow's retracing warning once five came close
     together (ensemble members, walk-forward folds).
     """
+    outputs = network_outputs(model, dataset, indices, batch_size)
+    return outputs[:, : outputs.shape[1] // 2] if is_distributional(model) else outputs
+
+
+def predict_distribution(model: keras.Model, dataset: Dataset, indices: np.ndarray,
+                         batch_size: int = EVAL_BATCH) -> tuple[np.ndarray, np.ndarray]:
+    """A distribution network's (location, scale) for the sample indices, each (len(indices), n_assets),
+    in the target's scaled units."""
+    if not is_distributional(model):
+        raise ParameterError("this network forecasts a point, not a distribution; train it with "
+                             "output='distribution'")
+    outputs = network_outputs(model, dataset, indices, batch_size)
+    half = outputs.shape[1] // 2
+    return outputs[:, :half], outputs[:, half:]
+
+
+def is_distributional(model: object) -> bool:
+    """Whether a network's output is each asset's location and then its scale (output='distribution')."""
+    return any(layer.name == "location_scale" for layer in getattr(model, "layers", []))
+
+
+def network_outputs(model: keras.Model, dataset: Dataset, indices: np.ndarray,
+                    batch_size: int = EVAL_BATCH) -> np.ndarray:
+    """The model's whole output for the sample indices, batch by batch (see `predict`)."""
     indices = np.asarray(indices)
     filled = np.concatenate([indices, np.repeat(indices[-1:], -len(indices) % batch_size)])
     batches = window_batches(dataset.features, None, filled, dataset.seq_len, batch_size)
@@ -524,13 +576,13 @@ def save_training(run_dir: Path, result: TrainResult, work_dir: Path) -> None:
     TensorBoard logs move from the work folder into the run folder.
     """
     run_dir = Path(run_dir)
-    with atomic_path(run_dir / "model.keras") as tmp:
+    with atomic_path(store.artefact_path(run_dir, "03_train", store.MODEL)) as tmp:
         result.model.save(tmp)
-    with atomic_path(run_dir / "history.csv") as tmp:
+    with atomic_path(store.artefact_path(run_dir, "03_train", store.HISTORY)) as tmp:
         result.history.to_csv(tmp)
-    write_json(run_dir / "train.json", result.info)
+    write_json(store.artefact_path(run_dir, "03_train", store.TRAIN_INFO), result.info)
     (Path(work_dir) / EPOCH_LOG).unlink(missing_ok=True)
-    logs = Path(work_dir) / "logs"
+    logs = Path(work_dir) / store.LOGS
     if logs.exists() and Path(work_dir) != run_dir:
-        shutil.rmtree(run_dir / "logs", ignore_errors=True)
-        os.replace(logs, run_dir / "logs")
+        shutil.rmtree(store.artefact_path(run_dir, "03_train", store.LOGS), ignore_errors=True)
+        os.replace(logs, store.artefact_path(run_dir, "03_train", store.LOGS))

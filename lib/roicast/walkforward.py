@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from roicast import backends, evaluate, plots, preprocess, study, training
+from roicast import backends, evaluate, plots, preprocess, store, study, training
 from roicast.artefacts import read_parquet
 from roicast.cluster import connect, local_workers, workers_per_host
 from roicast.config import RunParams
@@ -60,7 +60,7 @@ def fold_years(dataset: Dataset, params: RunParams) -> list[int]:
 def fold_splits(dataset: Dataset, params: RunParams) -> list[dict[str, np.ndarray]]:
     """The folds over the samples of dataset.npz, oldest first."""
     samples = sample_indices(len(dataset.features), dataset.seq_len, dataset.horizon)
-    gap = max(params.smooth_window, params.horizon)
+    gap = max(params.smooth_window, dataset.horizon)
     if params.walk_forward_unit == "year":
         rolling = params.walk_forward_train_years if params.walk_forward_train == "rolling" else None
         return year_splits(samples, dataset.target_rows(samples, "dates"), fold_years(dataset, params),
@@ -81,7 +81,7 @@ def score_fold(dataset: Dataset, scalers: dict, model_output: np.ndarray,
     """metrics[space][predictor] of one fold's test period: 'scaled' and 'roi_pct' as 04 scores
     them, 'return' on tomorrow's raw return (`roicast.study`); 'classification' for direction."""
     test_idx = dataset.test_idx
-    if params.task == "direction":
+    if params.task_spec.classifies:
         scores = evaluate.score_direction(dataset, {"hybrid": model_output}, test_idx,
                                           params.direction_of)
         return {"classification": scores}
@@ -247,11 +247,6 @@ def summary_table(folds: pd.DataFrame, space: str, metric: str) -> pd.DataFrame:
     return table.sort_values("mean", ascending=False)
 
 
-def headline(task: str) -> tuple[str, str]:
-    """The space and metric that summarise a fold: R² (scaled), or accuracy for direction."""
-    return ("classification", "accuracy") if task == "direction" else ("scaled", "r2")
-
-
 @dataclass
 class Section:
     """04_evaluate's walk-forward section: the folds' scores, or why there are none."""
@@ -267,8 +262,8 @@ class Section:
         if self.folds is None:
             print("walk_forward_folds = 0 and walk_forward_unit = 'block': walk-forward evaluation is off.")
             return
-        display(summary_table(self.folds, *headline(self.params.task)).round(4))
-        plots.plot_walk_forward(self.folds, *headline(self.params.task))
+        display(summary_table(self.folds, *self.params.task_spec.headline).round(4))
+        plots.plot_walk_forward(self.folds, *self.params.task_spec.headline)
         if study.SPACE in set(self.folds["space"]):
             display(study.overall(self.folds).round(4))
             plots.plot_ic_by_year(study.ic_by_year(self.folds))
@@ -286,7 +281,7 @@ def section(run_dir: Path, dataset: Dataset, params: RunParams, work_root: Path,
     worker per core (in this process with a GPU or one core), as ensemble members train."""
     if not enabled(params):
         return Section(params, None)
-    prices = read_parquet(Path(run_dir) / "prices.parquet")
+    prices = read_parquet(store.artefact_path(run_dir, "04_evaluate", store.PRICES))
     workers = 0 if scheduler else local_workers(len(fold_labels(dataset, params)))
     return Section(params, walk_forward(prices, dataset, params, work_root, workers=workers,
                                         scheduler=scheduler))

@@ -1,0 +1,89 @@
+"""06's distribution of the days after asof: quantiles, quintile probabilities, decision weights
+and the M6 file.
+
+The forecaster is the best distributional predictor the run has, named in the output, never
+chosen silently: a network that forecasts a distribution (`extra`, in 04's shape), else the
+covariance baseline with the trailing window that scored best on the run's validation split
+(`distscore.choose_window`, the same choice 04 makes).
+"""
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from roicast import distribution, distscore, m6
+from roicast.dataset import Dataset
+from roicast.distribution import BINS, Forecast
+from roicast.errors import DataError
+
+QUANTILES = (0.05, 0.10, 0.25, 0.50, 0.75, 0.90, 0.95)
+M6_COLUMNS = ["ID", *(f"Rank{k + 1}" for k in range(BINS)), "Decision"]
+
+
+@dataclass
+class Result:
+    table: pd.DataFrame  # per asset and horizon: mean, quantiles (log return %), Rank1..5, decision
+    m6: pd.DataFrame  # the M6 file for horizon_days: ID, Rank1..Rank5, Decision
+    info: dict  # forecast.json's `distribution`: predictor, why, window, horizons
+
+
+def quantile_table(forecast: Forecast, quantiles: tuple[float, ...] = QUANTILES) -> pd.DataFrame:
+    """Each asset's Gaussian quantiles of its H-day log return, in percent."""
+    values = stats.norm.ppf(np.asarray(quantiles))[None, :] * forecast.scale[:, None] + forecast.mean[:, None]
+    return pd.DataFrame(100 * values, index=forecast.assets,
+                        columns=[f"q{round(100 * q):02d}_pct" for q in quantiles])
+
+
+def horizon_rows(forecast: Forecast, horizon: int, draws: int, seed: int) -> pd.DataFrame:
+    """One row per asset for one horizon: mean and quantiles (%), quintile probabilities, weight."""
+    rng = np.random.default_rng([seed, horizon])
+    probabilities = distribution.quintile_probabilities(forecast, rng, draws)
+    frame = quantile_table(forecast)
+    frame.insert(0, "mean_pct", 100 * forecast.mean)
+    frame[[f"Rank{k + 1}" for k in range(BINS)]] = probabilities
+    frame["decision"] = m6.decision_weights(forecast)
+    frame.insert(0, "horizon_days", horizon)
+    return frame.rename_axis("asset").reset_index()
+
+
+def make(run_dataset: Dataset, latest: Dataset, horizon_days: int, steps: int,
+         network: distscore.SampleForecaster | None = None, draws: int = distscore.DRAWS,
+         seed: int = 0) -> Result:
+    """The distribution of every asset's log return over each of the next `steps` days and over
+    `horizon_days` (the M6 file's), from the returns of `latest` (the new prices up to asof).
+
+    `network` forecasts `horizon_days` from the window ending on asof when the run has one;
+    otherwise the covariance baseline forecasts every horizon.
+    """
+    returns = distscore.daily_returns(latest)
+    try:
+        window, scores = distscore.choose_window(
+            distscore.daily_returns(run_dataset), distscore.periods_of(run_dataset, "val", horizon_days),
+            horizon_days)
+        why = "the window with the lowest RPS on the run's validation split"
+    except DataError:
+        window, scores = min(len(returns), 250), {}
+        why = "the run's validation split holds no full period to choose it on: 250 days or all there are"
+    if window <= returns.shape[1]:
+        raise DataError(f"{len(returns)} days of returns up to asof: too few for the covariance of "
+                        f"{returns.shape[1]} assets; use more history")
+    horizons = sorted({*range(1, steps + 1), horizon_days})
+    covariance = {h: distribution.trailing_covariance(returns, h, window) for h in horizons}
+    if network is not None:
+        covariance[horizon_days] = network(np.array([len(latest.features)]))[0]
+        predictor = "network"
+        note = (f"horizon {horizon_days}: the network's distribution; shorter horizons: the covariance "
+                f"baseline ({window}-day window)")
+    else:
+        predictor = "covariance"
+        note = (f"the covariance baseline (zero mean, the last {window} days' covariance × days; {why}): "
+                "this run's network forecasts no distribution")
+    table = pd.concat([horizon_rows(covariance[h], h, draws, seed) for h in horizons], ignore_index=True)
+    month = table[table["horizon_days"] == horizon_days]
+    frame = month[["asset", *M6_COLUMNS[1:-1], "decision"]].set_axis(M6_COLUMNS, axis=1)
+    info = {"predictor": predictor, "note": note, "covariance_window": window,
+            "covariance_window_val_rps": scores, "horizon_days": horizon_days, "horizons": horizons,
+            "gross_weight": float(frame["Decision"].abs().sum())}
+    return Result(table, frame.reset_index(drop=True), info)

@@ -1,0 +1,151 @@
+"""The distribution network: its head and loss, the mixture of members, the residual correlation,
+the conversion to a `distribution.Forecast` and the yearly m6 forecaster (tiny settings)."""
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats
+
+from roicast import distribution, m6
+from roicast.config import RunParams
+from roicast.errors import ParameterError
+from roicast.network_distribution import mixture, residual_correlation, to_forecast
+from roicast.preprocess import build_dataset, fit_scaler, scaler_to_dict
+
+keras = pytest.importorskip("keras")
+from roicast import models, training  # noqa: E402
+from roicast.forecast import Ensemble  # noqa: E402
+from roicast.network_distribution import YearlyNetwork  # noqa: E402
+
+TINY = dict(seq_len=20, lstm_units=[8, 4], attention_heads=1, attention_key_dim=4, dense_units=8,
+            batch_size=64, output="distribution")
+
+
+def regime_prices(days: int = 1500, n_assets: int = 6, seed: int = 0) -> tuple[pd.DataFrame, np.ndarray]:
+    """Prices whose daily volatility switches between 0.5 % and 2.5 % every 120 days, each asset
+    at its own phase; and each day's true volatility (the day of the return, row 1 on)."""
+    rng = np.random.default_rng(seed)
+    phase = np.arange(n_assets) * 40
+    vol = np.where(((np.arange(days)[:, None] + phase) // 120) % 2 == 0, 0.005, 0.025)
+    prices = 100 * np.exp(np.cumsum(rng.standard_normal((days, n_assets)) * vol, axis=0))
+    index = pd.bdate_range("2000-01-03", periods=days)
+    return pd.DataFrame(prices, index=index, columns=[f"A{i}" for i in range(n_assets)]), vol
+
+
+def test_the_mixture_has_the_law_of_total_variance():
+    mean, sd = mixture(np.array([[0.0, 1.0], [2.0, 1.0]]), np.array([[1.0, 2.0], [1.0, 2.0]]))
+    np.testing.assert_allclose(mean, [1.0, 1.0])
+    np.testing.assert_allclose(sd, np.sqrt([1.0 + 1.0, 4.0]))  # E[var] + var[mean]
+    draws = np.concatenate([np.random.default_rng(0).normal(m, 1.0, 200_000) for m in (0.0, 2.0)])
+    assert abs(draws.std() - sd[0]) < 0.01
+
+
+def test_the_residual_correlation_is_shrunk_towards_none_with_a_unit_diagonal():
+    rng = np.random.default_rng(1)
+    target = np.array([[1.0, 0.6, 0.0], [0.6, 1.0, 0.0], [0.0, 0.0, 1.0]])
+    residuals = rng.multivariate_normal(np.zeros(3), target, size=2000)
+    scale = np.array([2.0, 0.5, 1.0])
+    correlation = residual_correlation(residuals * scale + 3.0, np.full(3, 3.0), scale)
+    np.testing.assert_allclose(np.diag(correlation), 1.0)
+    assert 0.5 < correlation[0, 1] <= 0.6 + 0.03 and abs(correlation[0, 2]) < 0.06
+
+
+def test_a_forecast_in_scaled_units_maps_back_to_log_returns():
+    pct = np.random.default_rng(2).normal([1.0, -2.0], [4.0, 8.0], size=(500, 2))
+    scalers = {"target": scaler_to_dict(fit_scaler("minmax", pct))}
+    scaled = fit_scaler("minmax", pct).transform(np.array([[3.0, -1.0]]))[0]
+    slope = fit_scaler("minmax", pct).scale_
+    forecast = to_forecast(["a", "b"], scaled, slope * np.array([5.0, 10.0]), np.eye(2), scalers)
+    np.testing.assert_allclose(forecast.mean, [0.03, -0.01], atol=1e-12)
+    np.testing.assert_allclose(forecast.scale, [0.05, 0.10])
+
+
+def test_the_loss_is_the_gaussian_negative_log_likelihood():
+    y = np.array([[0.1, -0.3]], dtype="float32")
+    location, scale = np.array([0.0, 0.2]), np.array([0.5, 2.0])
+    output = np.concatenate([location, scale])[None].astype("float32")
+    loss = float(models.GaussianNLL()(y, output))
+    assert loss == pytest.approx(-stats.norm.logpdf(y[0], location, scale).mean(), rel=1e-5)
+
+
+def test_distribution_is_a_regression_output():
+    assert RunParams(output="distribution").location_output == "decomposed"
+    assert RunParams(output="distribution", target="raw").location_output == "direct"
+    assert not RunParams().distributional
+    with pytest.raises(ValueError, match="task='regression'"):
+        RunParams(output="distribution", task="direction")
+
+
+def test_the_network_gives_a_location_and_a_positive_scale_per_asset(small_prices):
+    params = RunParams(**TINY, epochs=1)
+    dataset, _, _ = build_dataset(small_prices, params)
+    model = models.build_model(dataset.seq_len, 4, 2, **training.network_arguments(params))
+    training.initialise(model, dataset, params, dataset.train_idx, fine_tune=False)
+    location, scale = training.predict_distribution(model, dataset, dataset.val_idx[:5])
+    assert location.shape == scale.shape == (5, 4)
+    np.testing.assert_allclose(training.predict(model, dataset, dataset.val_idx[:5]), location)
+    # starts at the training residuals' spread: the decomposed start's error is tomorrow's return over 5
+    raw = dataset.target_rows(dataset.train_idx, dataset.features[..., 1])
+    np.testing.assert_allclose(scale[0], raw.std(axis=0) / 5, rtol=1e-5)
+    with pytest.raises(ParameterError, match="output='distribution'"):
+        training.predict_distribution(models.build_model(dataset.seq_len, 4, 2, **training.network_arguments(
+            RunParams(**{**TINY, "output": None}))), dataset, dataset.val_idx[:5])
+
+
+def test_an_ensemble_of_distribution_networks_is_their_mixture(small_prices):
+    params = RunParams(**TINY, epochs=1)
+    dataset, _, _ = build_dataset(small_prices, params)
+    networks = [models.build_model(dataset.seq_len, 4, 2, **training.network_arguments(params, seed))
+                for seed in (1, 2)]
+    for network in networks:
+        training.initialise(network, dataset, params, dataset.train_idx, fine_tune=False)
+    windows = training.input_windows(dataset, dataset.val_idx[:3])
+    outputs = np.array([network.predict_on_batch(windows) for network in networks])
+    location, scale = Ensemble(networks).predict_distribution_on_batch(windows)
+    expected = mixture(outputs[..., :4], outputs[..., 4:])
+    np.testing.assert_allclose(location, expected[0], rtol=1e-5)
+    np.testing.assert_allclose(scale, expected[1], rtol=1e-5)
+    np.testing.assert_allclose(Ensemble(networks).predict_on_batch(windows), location, rtol=1e-5)
+
+
+@pytest.mark.slow
+def test_the_scale_learns_a_volatility_the_window_shows(tmp_path):
+    prices, vol = regime_prices()
+    params = RunParams(**TINY, epochs=15, target="raw")
+    dataset, _, _ = build_dataset(prices, params)
+    result = training.train(dataset, params, tmp_path, verbose=0)
+    _, scale = training.predict_distribution(result.model, dataset, dataset.test_idx)
+    true = vol[dataset.test_idx + dataset.horizon + params.smooth_window - 1]  # the target's day
+    assert np.corrcoef(np.log(scale).ravel(), np.log(true).ravel())[0, 1] > 0.6
+    assert scale[true == 0.025].mean() > 1.8 * scale[true == 0.005].mean()
+
+
+@pytest.mark.slow
+def test_a_network_sharing_the_traced_graph_is_the_fresh_one(small_prices, tmp_path):
+    params = RunParams(**TINY, epochs=2)
+    dataset, _, _ = build_dataset(small_prices, params)
+    fresh = training.train(dataset, params, tmp_path / "fresh", verbose=0).model.get_weights()
+    networks = training.CompiledNetworks()
+    training.train(dataset, params, tmp_path / "other", seed=8, verbose=0, networks=networks)
+    shared = training.train(dataset, params, tmp_path / "shared", verbose=0, networks=networks)
+    for a, b in zip(fresh, shared.model.get_weights(), strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.slow
+def test_the_yearly_network_forecasts_each_month_from_the_years_before():
+    prices, _ = regime_prices(days=1100, n_assets=5)
+    params = RunParams(**TINY, epochs=2, target="sum", horizon_days=10)
+    network = YearlyNetwork(params, train_years=2, members=2)
+    evaluation = m6.evaluate(prices, network, 10, "2003-12-22", "2004-01-30", draws=500)
+    assert list(evaluation.periods["asof"].dt.year) == [2003, 2004, 2004]
+    assert [fit["year"] for fit in network.fits] == [2003, 2003, 2004, 2004]
+    forecasts = [network.forecasts["mixture"][asof] for asof in evaluation.periods["asof"]]
+    for forecast in forecasts:
+        np.linalg.cholesky(forecast.covariance)
+        assert np.all(forecast.scale > 0) and np.all(np.isfinite(forecast.mean))
+    assert np.all(evaluation.probabilities.sum(axis=-1) == pytest.approx(1))
+    first = network.forecasts["first member"][evaluation.periods["asof"].iloc[0]]
+    assert not np.allclose(first.scale, forecasts[0].scale)
+    with pytest.raises(ParameterError, match="horizon_days=20"):
+        network(distribution.log_returns(prices), 20)
