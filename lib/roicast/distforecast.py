@@ -48,14 +48,26 @@ def horizon_rows(forecast: Forecast, horizon: int, draws: int, seed: int) -> pd.
     return frame.rename_axis("asset").reset_index()
 
 
+def network_of(predictors: dict, run_dataset: Dataset, latest: Dataset, scalers: dict,
+               distributional: bool) -> tuple[str, distscore.SampleForecaster] | None:
+    """06's distribution network and its name: the ensemble's members mixed when 05 ran, else 03's
+    network; None unless it forecasts the H-day sum (output='distribution', target='sum')."""
+    if not distributional or run_dataset.target_of != "sum":
+        return None
+    if "ensemble" in predictors:
+        return "ensemble", distscore.network_forecaster(list(predictors["ensemble"].members.networks),
+                                                        run_dataset, scalers, on=latest)
+    return "hybrid", distscore.network_forecaster([predictors["hybrid"]], run_dataset, scalers, on=latest)
+
+
 def make(run_dataset: Dataset, latest: Dataset, horizon_days: int, steps: int,
-         network: distscore.SampleForecaster | None = None, draws: int = distscore.DRAWS,
+         network: tuple[str, distscore.SampleForecaster] | None = None, draws: int = distscore.DRAWS,
          seed: int = 0) -> Result:
     """The distribution of every asset's log return over each of the next `steps` days and over
     `horizon_days` (the M6 file's), from the returns of `latest` (the new prices up to asof).
 
-    `network` forecasts `horizon_days` from the window ending on asof when the run has one;
-    otherwise the covariance baseline forecasts every horizon.
+    `network` (its name and forecaster, `network_of`) forecasts `horizon_days` from the window
+    ending on asof when the run has one; the covariance baseline forecasts every other horizon.
     """
     returns = distscore.daily_returns(latest)
     try:
@@ -72,10 +84,10 @@ def make(run_dataset: Dataset, latest: Dataset, horizon_days: int, steps: int,
     horizons = sorted({*range(1, steps + 1), horizon_days})
     covariance = {h: distribution.trailing_covariance(returns, h, window) for h in horizons}
     if network is not None:
-        covariance[horizon_days] = network(np.array([len(latest.features)]))[0]
-        predictor = "network"
-        note = (f"horizon {horizon_days}: the network's distribution; shorter horizons: the covariance "
-                f"baseline ({window}-day window)")
+        predictor, forecaster = network
+        covariance[horizon_days] = forecaster(np.array([len(latest.features)]))[0]
+        note = (f"horizon {horizon_days} (the M6 file): {predictor}'s distribution; other horizons: the "
+                f"covariance baseline ({window}-day window, {why})")
     else:
         predictor = "covariance"
         note = (f"the covariance baseline (zero mean, the last {window} days' covariance × days; {why}): "

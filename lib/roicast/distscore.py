@@ -224,3 +224,33 @@ def for_run(dataset: Dataset, horizon_days: int, extra: dict[str, SampleForecast
         return section(dataset, horizon_days, extra, garch)
     except DataError as exc:
         return Unavailable(str(exc).split(";")[0])
+
+
+def network_forecaster(models: list, train: Dataset, scalers: dict,
+                       on: Dataset | None = None) -> SampleForecaster:
+    """A run's distribution network(s) (output='distribution', target='sum'; several: their
+    mixture) as a predictor of this module: the forecast at sample s of `on` (default: `train`,
+    the run's dataset; 06 passes the new prices'), in log units, correlated across assets as the
+    standardised training residuals are (`roicast.network_distribution`, imported here: it loads Keras)."""
+    from roicast import network_distribution as nd
+
+    location, scale = nd.dataset_distribution(models, train, train.train_idx)
+    correlation = nd.residual_correlation(train.target_rows(train.train_idx), location, scale)
+    assets = [str(asset) for asset in train.assets]
+    on = train if on is None else on
+
+    def forecasts(indices: np.ndarray) -> list[Forecast]:
+        locations, scales = nd.dataset_distribution(models, on, indices)
+        return [nd.to_forecast(assets, *moments, correlation, scalers)
+                for moments in zip(locations, scales, strict=True)]
+
+    return forecasts
+
+
+def network_predictors(model, dataset: Dataset, scalers: dict,
+                       distributional: bool) -> dict[str, SampleForecaster]:
+    """04's network among the predictors when it forecasts the distribution of the H-day sum
+    (output='distribution' with target='sum'); none otherwise, and the section says so by its absence."""
+    if not distributional or dataset.target_of != "sum":
+        return {}
+    return {"hybrid": network_forecaster([model], dataset, scalers)}

@@ -359,7 +359,8 @@ def make_forecast(run_id: str, params: RunParams, prices: pd.DataFrame | None = 
         run.interval_from["hybrid_refit"] = "hybrid"
         notes.append(note)
     latest = preprocess.series_until(history, params, run.scalers)
-    month = distforecast.make(run.dataset, latest, params.horizon_days, days)
+    network = distforecast.network_of(run.predictors, run.dataset, latest, run.scalers, params.distributional)
+    month = distforecast.make(run.dataset, latest, params.horizon_days, days, network)
     notes.append(f"distribution, quintile probabilities and the M6 file: {month.info['note']}.")
     if params.task_spec.classifies:
         frame = direction_frame(run, latest, dates)

@@ -16,7 +16,6 @@ calendar year on the `train_years` before it, from the returns the evaluation ha
 """
 
 import tempfile
-from collections.abc import Callable
 from pathlib import Path
 
 import keras
@@ -160,23 +159,3 @@ def dataset_distribution(models: list[keras.Model], dataset: Dataset,
     ensemble's members) for some samples."""
     parts = [training.predict_distribution(model, dataset, indices) for model in models]
     return mixture([p[0] for p in parts], [p[1] for p in parts])
-
-
-def dataset_forecaster(models: list[keras.Model], dataset: Dataset,
-                       scalers: dict) -> Callable[[np.ndarray], list[Forecast]]:
-    """A run's distribution network(s) as forecasts of the H-day log return at sample indices
-    (`distscore`'s predictors: the forecast at sample s reads the window ending on row s - 1 and
-    covers rows s to s + H - 1), the members mixed, the correlation from the training residuals."""
-    if dataset.target_of != "sum":
-        raise ParameterError(f"the network forecasts the '{dataset.target_of}' target, not the "
-                             "H-day sum of returns: train it with target='sum' and output='distribution'")
-    location, scale = dataset_distribution(models, dataset, dataset.train_idx)
-    correlation = residual_correlation(dataset.target_rows(dataset.train_idx), location, scale)
-    assets = [str(asset) for asset in dataset.assets]
-
-    def forecasts(indices: np.ndarray) -> list[Forecast]:
-        locations, scales = dataset_distribution(models, dataset, indices)
-        return [to_forecast(assets, *moments, correlation, scalers) for moments in zip(locations, scales,
-                                                                                         strict=True)]
-
-    return forecasts

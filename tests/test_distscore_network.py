@@ -1,0 +1,54 @@
+"""A distribution network (output='distribution', target='sum') among 04's distributional
+predictors and as 06's M6 forecaster: an initialised, unfitted tiny network."""
+
+import numpy as np
+import pytest
+
+from roicast import distforecast, distscore
+from roicast.config import RunParams
+from roicast.preprocess import build_dataset, series_until, to_roi_pct
+
+keras = pytest.importorskip("keras")
+from roicast import models, training  # noqa: E402
+
+H = 10
+
+
+@pytest.fixture(scope="module")
+def network_run(sample_prices):
+    prices = sample_prices[["AAPL", "JPM", "KO", "XOM"]].iloc[-400:]
+    params = RunParams(seq_len=20, lstm_units=[8, 4], attention_heads=1, attention_key_dim=4, dense_units=8,
+                       output="distribution", target="sum", horizon_days=H)
+    dataset, scalers, _ = build_dataset(prices, params)
+    model = models.build_model(dataset.seq_len, 4, 2, **training.network_arguments(params))
+    training.initialise(model, dataset, params, dataset.train_idx, fine_tune=False)
+    return prices, params, dataset, scalers, model
+
+
+def test_the_network_is_scored_beside_the_baselines_on_the_same_periods(network_run):
+    _, params, dataset, scalers, model = network_run
+    network = distscore.network_predictors(model, dataset, scalers, params.distributional)
+    scored = distscore.section(dataset, H, network, draws=500)
+    assert set(scored.record()["rps"]) == {"uniform", "covariance", "ridge_scale", "hybrid"}
+    assert scored.headline() == "hybrid"
+    hybrid = scored.evaluations["hybrid"]
+    starts = hybrid.periods["position"].to_numpy()
+    location = to_roi_pct(training.predict(model, dataset, starts), scalers) / 100
+    np.testing.assert_allclose(hybrid.mean, location, rtol=1e-5, atol=1e-9)  # the H-day sum's location
+    assert (hybrid.scale > 0).all()
+    np.testing.assert_allclose(hybrid.realised, scored.evaluations["covariance"].realised)
+    point = dataset.replace(target_of="smoothed")
+    assert distscore.network_predictors(model, point, scalers, True) == {}
+    assert distscore.network_predictors(model, dataset, scalers, False) == {}
+
+
+def test_the_network_makes_the_m6_file_and_says_so(network_run):
+    prices, params, dataset, scalers, model = network_run
+    latest = series_until(prices, params, scalers)
+    network = distforecast.network_of({"hybrid": model}, dataset, latest, scalers, params.distributional)
+    result = distforecast.make(dataset, latest, H, 1, network, draws=500)
+    assert result.info["predictor"] == "hybrid" and "hybrid's distribution" in result.info["note"]
+    np.testing.assert_allclose(result.m6.filter(like="Rank").sum(axis=1), 1.0)
+    month = result.table[result.table["horizon_days"] == H]
+    expected = to_roi_pct(training.predict(model, latest, np.array([len(latest.features)])), scalers)[0]
+    np.testing.assert_allclose(month["mean_pct"], expected, rtol=1e-5)
