@@ -34,7 +34,7 @@ test: $(TEST_STAMP)  ## lint, then every test: unit, fits, notebooks under paper
 test-unit: setup  ## the quick loop: no fit, no kernel
 	$(BIN)/pytest $(XDIST) -m "not notebooks and not slow"
 
-test-durations: setup  ## every test, then record its seconds in tests/durations.json (the order they run in)
+test-durations: $(TEST_STAMP)  ## every test, then record its seconds in tests/durations.json (the order they run in)
 	$(BIN)/pytest $(XDIST) --record-durations
 
 test-notebooks: $(TEST_STAMP)

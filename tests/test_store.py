@@ -3,6 +3,7 @@
 import errno
 import json
 import os
+import re
 import stat
 import subprocess
 import sys
@@ -233,6 +234,19 @@ def test_a_step_opens_only_the_artefacts_it_declares():
     assert step.path(store.PARAMS).name == "params.json"  # the run's record
     with pytest.raises(ContractError, match="04_evaluate does not declare ensemble.json"):
         store.open_step("contract", "04_evaluate").path(store.ENSEMBLE_INFO)
+
+
+def test_file_names_live_in_the_contract_alone():
+    names = {name for spec in store.STEPS for name in (*spec.writes, *spec.run_files) if "." in name}
+    names |= {store.LINEAGE, store.RUN_RECORD, store.METRICS}
+    quoted = re.compile(rf"""(["'])({"|".join(map(re.escape, sorted(names)))})\1""")
+    sources = {path.name: path.read_text() for path in Path(store.__file__).parent.rglob("*.py")
+               if path.name != "store.py"}
+    for nb in paths.NOTEBOOKS:
+        cells = json.loads(paths.notebook_path(nb).read_text())["cells"]
+        sources[nb] = "\n".join("".join(c["source"]) for c in cells if c["cell_type"] == "code")
+    found = [f"{where}: {hit.group()}" for where, text in sources.items() for hit in quoted.finditer(text)]
+    assert found == [], "name them through roicast.store's constants:\n" + "\n".join(found)
 
 
 def test_the_index_lists_an_unreadable_run_and_skips_it(workdir):
