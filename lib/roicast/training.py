@@ -39,7 +39,7 @@ from roicast.artefacts import atomic_path, read_json, write_json
 from roicast.baselines import Persistence, SharedRidge
 from roicast.batches import WindowBatches
 from roicast.config import RunParams
-from roicast.dataset import PERIODS, Dataset
+from roicast.dataset import Dataset
 from roicast.errors import DataError, ParameterError
 from roicast.models import GaussianNLL, WeightedBinaryCrossentropy, build_model, load_model
 from roicast.preprocess import direction_labels
@@ -73,10 +73,10 @@ def set_seed(seed: int) -> None:
     backends.make_deterministic()
 
 
-def check_finite(dataset: Dataset) -> None:
-    """Stop before training if any input or any sample's target holds NaN or infinity (a 'sum'
-    target's first rows, which no sample reaches, are NaN by design)."""
-    samples = np.concatenate([dataset.indices(period) for period in PERIODS])
+def check_finite(dataset: Dataset, samples: np.ndarray) -> None:
+    """Stop before training if any input or the target of any sample it learns from holds NaN or
+    infinity (a 'sum' target's first rows, which no sample reaches, are NaN by design; a direct
+    multi-step network's dataset has no target for its last samples, which it never learns from)."""
     for name, values in (("features", dataset.features), ("target", dataset.target_rows(samples))):
         bad = ~np.isfinite(values)
         if bad.any():
@@ -420,13 +420,13 @@ def train(dataset: Dataset, params: RunParams, work_dir: Path, seed: int | None 
     """
     seed = params.seed if seed is None else seed
     set_seed(seed)
-    check_finite(dataset)
+    train_idx = dataset.train_idx if train_indices is None else train_indices
+    validate = schedule is None
+    check_finite(dataset, np.concatenate([train_idx, dataset.val_idx]) if validate else train_idx)
     work_dir = Path(work_dir)
     work_dir.mkdir(parents=True, exist_ok=True)
     seq_len = dataset.seq_len
     n_days, n_assets, n_features = dataset.features.shape
-    train_idx = dataset.train_idx if train_indices is None else train_indices
-    validate = schedule is None
     y_train = training_targets(dataset, train_idx, params)
     class_weights = balanced_class_weights(y_train) if params.task_spec.classifies else None
 
