@@ -105,15 +105,13 @@ STEPS = (
 )  # fmt: skip
 SPECS = {spec.name: spec for spec in STEPS}
 PRODUCER = {artefact: spec.name for spec in STEPS for artefact in spec.writes}
-
-
+RECORDS = tuple(dict.fromkeys(spec.record for spec in STEPS))
 MEMBERS = "member_*.keras"  # the members' networks inside ENSEMBLE
 
 
 def member_file(seed: int) -> str:
     """An ensemble member's network, inside ENSEMBLE."""
     return f"member_{seed}.keras"
-RECORDS = tuple(dict.fromkeys(spec.record for spec in STEPS))
 
 
 def changes_record(steps: Sequence[str]) -> bool:
