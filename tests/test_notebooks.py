@@ -170,6 +170,15 @@ def test_the_training_notebooks_run_on_every_backend_the_readme_names(in_tiny_ru
     assert (run / "forecasts" / f"{metrics['forecast']['asof']}.parquet").exists()
 
 
+def test_a_bad_cores_setting_stops_the_run_in_one_line_and_marks_it_failed(in_tiny_run, monkeypatch, capsys):
+    monkeypatch.setenv(cluster.CORES_ENV, "two")
+    code = main(["run", "--only", "03,04,05", "--run-id", chain.RUN_ID])
+    err = capsys.readouterr().err
+    assert code != 0 and "ROICAST_CORES='two'" in err and "Traceback" not in err
+    assert store.read_record(chain.RUN_ID)["status"] == "failed", "the attempt is recorded, not left running"
+    assert store.run_status(chain.RUN_ID) == "succeeded", "it replaced nothing: the run's results stand"
+
+
 def test_a_failing_notebook_marks_the_run_failed_and_exits_non_zero(capsys):
     code = main(["run", "--run-id", "broken", "-p", "tickers", "AAPL,KO", "-p", "history_years",
                  "0.5", "-p", "seq_len", "200"])

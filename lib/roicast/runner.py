@@ -34,6 +34,7 @@ from roicast.errors import (
     MissingArtefactError,
     NotebookError,
     ParameterError,
+    RoicastError,
     RunExistsError,
     RunInterrupted,
     StorageError,
@@ -374,6 +375,9 @@ def _run_locked(params: RunParams, notebooks: list[str], with_code: bool, log: C
                               error=f"{nb} interrupted")
         raise RunInterrupted(f"run {params.run_id} interrupted during {nb}; what finished before is "
                              f"kept. Resume with: roicast run --resume --run-id {params.run_id}") from None
+    except RoicastError as exc:  # the runner's own work between notebooks failed: still the run's end
+        reports.record_status(params, notebooks, "failed", result.timings_s, error=f"{nb}: {exc}")
+        raise
     finally:
         members_ahead.stop(ahead)
         kernels.close()
