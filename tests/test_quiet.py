@@ -51,7 +51,15 @@ def traces(monkeypatch) -> list[str]:
 
 
 @pytest.fixture
-def tensorflow_warnings() -> list[str]:
+def tensorflow_warnings(monkeypatch) -> list[str]:
+    """TensorFlow's retracing warnings from a count that starts here, as in a new kernel.
+
+    TensorFlow counts the traces of every Keras model's predict step together, process-wide, so
+    the tests that ran before in this worker would otherwise decide whether this one warns."""
+    from tensorflow.python.eager.polymorphic_function import polymorphic_function
+
+    monkeypatch.setattr(polymorphic_function, "_frequent_tracing_detector_manager",
+                        polymorphic_function._FrequentTracingDetectorManager())
     messages = []
 
     class Keep(logging.Handler):
