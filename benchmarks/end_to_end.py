@@ -1,6 +1,7 @@
 """Wall time of the default run (what `make run` does once set up), split per notebook, how
 much of it is kernel start-up and the TensorFlow import, and, with `--baseline REF`, the same
-run of an earlier commit alternated with this tree's, so that both meet the same machine.
+run of an earlier commit alternated with this tree's, so that both meet the same machine, and
+the largest difference between their metrics and between their forecasts.
 
 Usage: python benchmarks/end_to_end.py [--baseline REF] [--repeats N]
 Writes reports/benchmarks/end_to_end.json and end_to_end.md.
@@ -8,6 +9,7 @@ Writes reports/benchmarks/end_to_end.json and end_to_end.md.
 
 import argparse
 import json
+import math
 import os
 import statistics
 import subprocess
@@ -17,6 +19,7 @@ import time
 from pathlib import Path
 
 import nbformat
+import pandas as pd
 import papermill
 from results import save_results
 
@@ -38,9 +41,9 @@ def notebook_of(folder: Path, name: str, source: str) -> Path:
     return path
 
 
-def default_run(lib: Path | None) -> tuple[float, dict[str, float]]:
-    """Wall seconds and per-notebook seconds of `roicast run` with no parameters, in a fresh work
-    folder, with the library in `lib` (None: this tree's)."""
+def default_run(lib: Path | None) -> tuple[float, dict[str, float], dict, pd.DataFrame]:
+    """Wall seconds, per-notebook seconds, metrics.json and the forecast of `roicast run` with no
+    parameters, in a fresh work folder, with the library in `lib` (None: this tree's)."""
     with tempfile.TemporaryDirectory() as tmp:
         env = {**os.environ, "ROICAST_WORKDIR": tmp, "TF_CPP_MIN_LOG_LEVEL": "2"}
         if lib is not None:
@@ -48,8 +51,42 @@ def default_run(lib: Path | None) -> tuple[float, dict[str, float]]:
         wall = seconds(lambda: subprocess.run(
             [sys.executable, "-m", "roicast", "run", "--run-id", "e2e"], env=env, check=True,
             capture_output=True))
-        timings = json.loads((Path(tmp) / "data" / "runs" / "e2e" / "metrics.json").read_text())["timings_s"]
-    return wall, timings
+        run = Path(tmp) / "data" / "runs" / "e2e"
+        metrics = json.loads((run / "metrics.json").read_text())
+        forecast = pd.read_parquet(run / "forecasts" / f"{metrics['forecast']['asof']}.parquet")
+    return wall, metrics["timings_s"], metrics, forecast
+
+
+def numbers(record, prefix: str = "") -> dict[str, float]:
+    """Every number of a nested record by its path, timings left out (they differ by design)."""
+    if isinstance(record, dict):
+        return {path: value for key, item in record.items() if "time" not in str(key)
+                for path, value in numbers(item, f"{prefix}/{key}").items()}
+    if isinstance(record, list):
+        return {path: value for i, item in enumerate(record)
+                for path, value in numbers(item, f"{prefix}/{i}").items()}
+    if isinstance(record, (int, float)) and not isinstance(record, bool):
+        return {prefix: float(record)}
+    return {}
+
+
+def largest_differences(ours: tuple, theirs: tuple) -> list[str]:
+    """The largest absolute difference between two runs' metrics and between their forecasts."""
+    mine, other = numbers(ours[2]), numbers(theirs[2])
+    shared = sorted(set(mine) & set(other))
+    gaps = {path: abs(mine[path] - other[path]) for path in shared
+            if not (math.isnan(mine[path]) and math.isnan(other[path]))}
+    worst = max(gaps, key=gaps.get) if gaps else None
+    keys = ["date", "asset", "step", "model"]
+    joined = ours[3].merge(theirs[3], on=keys, suffixes=("", "_base"))
+    values = [c for c in ours[3].columns if c not in keys and c != "method" and f"{c}_base" in joined]
+    forecast_gap = max((joined[c] - joined[f"{c}_base"]).abs().max() for c in values)
+    lines = [f"- metrics: {len(shared)} numbers in both runs ({len(set(mine) ^ set(other))} in one "
+             f"only); largest absolute difference {gaps[worst]:.3g} ({worst})." if worst else
+             "- metrics: no number in both runs.",
+             f"- forecasts: {len(joined)} rows in both of {len(ours[3])} and {len(theirs[3])}; largest "
+             f"absolute difference {forecast_gap:.3g} (ROI %)."]
+    return lines
 
 
 def checkout(ref: str, folder: Path) -> Path:
@@ -94,10 +131,10 @@ def main() -> None:
             runs["this tree"].append(default_run(None))
             if baseline_lib is not None:
                 runs[args.baseline].append(default_run(baseline_lib))
-    walls = {name: statistics.median(w for w, _ in done) for name, done in runs.items()}
+    walls = {name: statistics.median(done[0] for done in tried) for name, tried in runs.items()}
     notebooks = list(runs["this tree"][0][1])
-    per_notebook = {name: {nb: statistics.median(t.get(nb, float("nan")) for _, t in done)
-                           for nb in notebooks} for name, done in runs.items()}
+    per_notebook = {name: {nb: statistics.median(done[1].get(nb, float("nan")) for done in tried)
+                           for nb in notebooks} for name, tried in runs.items()}
     costs, cost_lines = fixed_costs(per_notebook["this tree"], walls["this tree"])
     names = list(runs)
     lines = [f"Default run, `roicast run` with no parameters, median of {args.repeats} run(s) each"
@@ -110,9 +147,11 @@ def main() -> None:
     if args.baseline:
         lines.append(f"- this tree takes {walls['this tree'] / walls[args.baseline]:.2f} of "
                      f"{args.baseline}'s wall time.")
+        lines += largest_differences(runs["this tree"][0], runs[args.baseline][0])
     lines += cost_lines
     result = {"repeats": args.repeats, "baseline": args.baseline, "wall_s": walls,
-              "timings_s": per_notebook, "runs": runs, **costs}
+              "timings_s": per_notebook, **costs,
+              "runs": {name: [done[:2] for done in tried] for name, tried in runs.items()}}
     save_results("end_to_end", result, "\n".join(lines))
 
 

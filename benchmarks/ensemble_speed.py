@@ -30,8 +30,12 @@ MODES = {"one after another": "sequential", "dask LocalCluster": "cluster"}
 
 def measure(mode: str) -> dict:
     """Train the members one way in this process; return time, epochs and ensemble R²."""
-    from roicast import cluster, ensemble, evaluate, preprocess, sources
+    from roicast.compute import cluster
     from roicast.config import RunParams
+    from roicast.data import sources
+    from roicast.evaluation import evaluate
+    from roicast.features import preprocess
+    from roicast.models import ensemble
 
     params = RunParams()
     prices = sources.read_sample(None, None, None, params.history_years)

@@ -72,8 +72,9 @@ def measure(backend: str, args: argparse.Namespace) -> None:
     import keras
     from scale import synthetic_prices
 
-    from roicast import backends, preprocess, training
     from roicast.config import RunParams
+    from roicast.features import preprocess
+    from roicast.models import backends, training
 
     plain = backend == "torch" and importlib.util.find_spec("torch") is not None
     if plain:

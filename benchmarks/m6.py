@@ -2,9 +2,9 @@
 
 Every non-overlapping period of H trading days (default 20, M6's four weeks) from 1995 to 2022
 is forecast for the bundled 20 stocks from the returns before it (the file starts in 1990) by
-each baseline of roicast.distribution: uniform ranks; a zero-mean Gaussian with the trailing
+each baseline of roicast.models.distribution: uniform ranks; a zero-mean Gaussian with the trailing
 covariance of daily log returns (250 days); GARCH(1,1) variances per asset (fitted on 1000
-days) with the 250-day correlation. Scored by roicast.m6: mean RPS of the quintile
+days) with the 250-day correlation. Scored by roicast.evaluation.m6: mean RPS of the quintile
 probabilities (Monte Carlo, 10,000 draws, the same random numbers for every forecaster), mean
 CRPS of the H-day log return, the central intervals' coverage overall and by tercile of the
 forecast scale, paired t-tests of per-period RPS and CRPS against the covariance baseline, and
@@ -35,9 +35,11 @@ import numpy as np
 import pandas as pd
 from results import save_results
 
-from roicast import distribution, m6, paths
+from roicast import paths
 from roicast.config import RunParams
-from roicast.network_distribution import YearlyNetwork
+from roicast.evaluation import m6
+from roicast.models import distribution
+from roicast.models.network_distribution import YearlyNetwork
 
 FIRST_YEAR, LAST_YEAR = 1995, 2022
 REFERENCE = "covariance"

@@ -34,8 +34,10 @@ def measure(overrides: dict) -> dict:
     """Train one candidate in this process; return its validation numbers."""
     import tempfile
 
-    from roicast import preprocess, sources, training
     from roicast.config import validate_params
+    from roicast.data import sources
+    from roicast.features import preprocess
+    from roicast.models import training
 
     params = validate_params(overrides)
     prices = sources.read_sample(None, None, None, params.history_years)

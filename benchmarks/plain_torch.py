@@ -1,6 +1,6 @@
 """roicast's network written in plain PyTorch, and a plain training loop: gpu.py's yardstick.
 
-The same layers as `roicast.models` (Bi-LSTM 64 → dropout → Bi-LSTM 32 → dropout → 4-head
+The same layers as `roicast.models.hybrid` (Bi-LSTM 64 → dropout → Bi-LSTM 32 → dropout → 4-head
 self-attention with 64-wide keys, projected back, + residual → LayerNorm → mean over time →
 Dense 128 ReLU → dropout → Dense per asset, plus the linear highway for `highway`), AdamW
 with the same settings and MSE. It is what a PyTorch user would write for speed: cuDNN's

@@ -22,7 +22,7 @@ from results import save_results
 
 from roicast import paths
 from roicast.config import read_values, validate_params
-from roicast.runner import run_chain
+from roicast.runs.runner import run_chain
 
 PERIODS = {
     "2020-06 to 2022-12 (default)": {},

@@ -7,7 +7,7 @@ whole or not at all, so an interrupted benchmark never leaves a half-written tab
 import json
 
 from roicast import paths
-from roicast.artefacts import atomic_path
+from roicast.runs.artefacts import atomic_path
 
 RESULTS = paths.REPO_ROOT / "reports" / "benchmarks"
 

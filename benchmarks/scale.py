@@ -43,8 +43,11 @@ def _peak_mb() -> float:
 
 def measure(csv: Path) -> dict:
     """Run the four stages in this process; return seconds and peak memory after each."""
-    from roicast import collect, evaluate, preprocess, training
     from roicast.config import validate_params
+    from roicast.data import collect
+    from roicast.evaluation import evaluate
+    from roicast.features import preprocess
+    from roicast.models import training
 
     params = validate_params({"source": "csv", "csv_path": str(csv), "start": "1990-01-01",
                               "epochs": 1})

@@ -6,7 +6,7 @@ ridge) is refitted on the five calendar years before it (rolling window), with d
 parameters otherwise. Every predictor is scored on tomorrow's own return (R² against the
 training mean, daily rank IC, direction against the majority class) and on the smoothed target
 beside its ceiling; the verdict says whether the network's IC holds across years
-(`roicast.study`). Prices come through 01's collect path (source 'sample', from the file's first
+(`roicast.evaluation.study`). Prices come through 01's collect path (source 'sample', from the file's first
 day), so every fold sees the same data whatever years are asked for.
 
 Usage: python benchmarks/study.py [--workers N] [--years FIRST [LAST]] [--epochs E] [--scheduler ADDR]
@@ -28,8 +28,11 @@ from pathlib import Path
 import pandas as pd
 from results import save_results
 
-from roicast import collect, paths, preprocess, study, walkforward
+from roicast import paths
 from roicast.config import RunParams
+from roicast.data import collect
+from roicast.evaluation import study, walkforward
+from roicast.features import preprocess
 
 FIRST_YEAR, LAST_YEAR, TRAIN_YEARS = 1995, 2022, 5
 DATA_START = "1990-01-01"

@@ -11,8 +11,10 @@ import time
 
 import pandas as pd
 
-from roicast import evaluate, preprocess, training
 from roicast.config import load_params
+from roicast.evaluation import evaluate
+from roicast.features import preprocess
+from roicast.models import training
 
 
 def main() -> None:

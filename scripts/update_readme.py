@@ -21,9 +21,9 @@ import pandas as pd
 
 from roicast import paths
 from roicast.config import RunParams
-from roicast.evaluate import unknown_part_verdict
-from roicast.forecast_table import expected_returns
-from roicast.store import declared_parameters
+from roicast.evaluation.evaluate import unknown_part_verdict
+from roicast.forecasting.forecast_table import expected_returns
+from roicast.runs.store import declared_parameters
 
 README = paths.REPO_ROOT / "README.md"
 SKILL_FIGURE = paths.REPO_ROOT / "docs" / "skill.png"
@@ -114,7 +114,8 @@ def main() -> None:
     shutil.copyfile(fan, FAN_FIGURE)
 
     matplotlib.use("Agg")
-    from roicast import evaluate, plots
+    from roicast import plots
+    from roicast.evaluation import evaluate
 
     SKILL_FIGURE.parent.mkdir(exist_ok=True)
     figure = plots.plot_skill(evaluate.metrics_table(metrics["metrics"], "roi_pct"))

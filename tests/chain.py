@@ -9,10 +9,10 @@ import os
 import shutil
 from pathlib import Path
 
-from roicast.cluster import CORES_ENV
+from roicast.compute.cluster import CORES_ENV
 from roicast.config import validate_params
 from roicast.errors import RoicastError
-from roicast.runner import run_chain
+from roicast.runs.runner import run_chain
 
 TINY = {
     "tickers": ["AAPL", "JPM", "KO", "XOM", "MSFT", "PG"], "history_years": 2.0, "seq_len": 20,

@@ -15,11 +15,14 @@ import pytest
 
 from roicast.config import RunParams
 from roicast.errors import ParameterError
-from roicast.preprocess import build_dataset
+from roicast.features.preprocess import build_dataset
 
 keras = pytest.importorskip("keras")
-from roicast import backends, batches, config, paths, runner, store, sweep, training  # noqa: E402
+from roicast import config, paths  # noqa: E402
 from roicast.cli import main  # noqa: E402
+from roicast.features import batches  # noqa: E402
+from roicast.models import backends, training  # noqa: E402
+from roicast.runs import runner, store, sweep  # noqa: E402
 
 TINY = dict(seq_len=20, lstm_units=[8, 4], attention_heads=2, attention_key_dim=4,
             dense_units=8, epochs=2, batch_size=64)
@@ -89,16 +92,16 @@ TRAIN_ON_JAX = NO_TENSORFLOW + """
 import json
 from pathlib import Path
 import numpy as np, pandas as pd
-from roicast import models, training
+from roicast.models import hybrid, training
 from roicast.config import RunParams
-from roicast.preprocess import build_dataset
+from roicast.features.preprocess import build_dataset
 
 params = RunParams(**{tiny})
 arrays, _, _ = build_dataset(pd.read_csv("prices.csv", index_col=0, parse_dates=True), params)
 result = training.train(arrays, params, Path("run"), verbose=0)
 training.save_training(Path("run"), result, Path("run"))
 idx = arrays.test_idx
-reloaded = models.load_model("run/model.keras")
+reloaded = hybrid.load_model("run/model.keras")
 gap = np.abs(training.predict(reloaded, arrays, idx) - training.predict(result.model, arrays, idx)).max()
 files = sorted(path.name for path in Path("run").iterdir())
 print(json.dumps({{**result.info, "reload_gap": float(gap), "files": files}}))
@@ -120,11 +123,11 @@ SAVE_ON_TENSORFLOW = """
 import json
 import keras
 import numpy as np
-from roicast import models, training
+from roicast.models import hybrid, training
 from roicast.config import RunParams
 
 params = RunParams(**{tiny}, architecture="guide", task="direction")
-model = training.compile_model(models.build_model(20, 4, 2, **training.network_arguments(params)), params,
+model = training.compile_model(hybrid.build_model(20, 4, 2, **training.network_arguments(params)), params,
                                (np.full(4, 1.5), np.full(4, 0.75)))
 windows = np.random.default_rng(0).normal(size=(16, 20, 8)).astype("float32")
 np.save("windows.npy", windows)
@@ -136,9 +139,9 @@ LOAD_ON_JAX = NO_TENSORFLOW + """
 import json
 import keras
 import numpy as np
-from roicast import models
+from roicast.models import hybrid
 
-model = models.load_model("model.keras")
+model = hybrid.load_model("model.keras")
 gap = np.abs(model.predict(np.load("windows.npy"), verbose=0) - np.load("expected.npy")).max()
 print(json.dumps({"backend": keras.config.backend(), "gap": float(gap),
                   "loss": type(model.loss).__name__}))

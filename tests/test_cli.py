@@ -157,7 +157,7 @@ def test_version_prints_the_package_version(capsys):
 
 
 def test_what_a_notebook_prints_is_passed_on_line_by_line():
-    from roicast.runner import _Progress
+    from roicast.runs.runner import _Progress
 
     lines: list[str] = []
     progress = _Progress("03_train", lines.append)
@@ -170,7 +170,7 @@ def test_what_a_notebook_prints_is_passed_on_line_by_line():
 def test_a_folder_it_may_not_write_stops_the_command_in_one_line(capsys, monkeypatch):
     import errno
 
-    from roicast import runner, store
+    from roicast.runs import runner, store
 
     locks = paths.runs_dir() / ".locks"
 

@@ -15,9 +15,11 @@ import pandas as pd
 import pytest
 from tenacity import wait_none
 
-from roicast import artefacts, cleaning, collect, paths, sources, yahoo
+from roicast import paths
 from roicast.config import RunParams
+from roicast.data import cleaning, collect, sources, yahoo
 from roicast.errors import DataError, DownloadError, RoicastWarning
+from roicast.runs import artefacts
 
 PRICE_FIELDS = ("Close", "High", "Low", "Open", "Volume")
 

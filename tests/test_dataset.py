@@ -3,11 +3,12 @@
 import numpy as np
 import pytest
 
-from roicast import artefacts, baselines
 from roicast.config import RunParams
-from roicast.dataset import Dataset
-from roicast.forecaster import fit_predict
-from roicast.preprocess import build_dataset, scaler_from_dict
+from roicast.features.dataset import Dataset
+from roicast.features.preprocess import build_dataset, scaler_from_dict
+from roicast.models import forecaster
+from roicast.models.forecaster import fit_predict
+from roicast.runs import artefacts
 
 SMALL = {"seq_len": 20}
 
@@ -50,7 +51,7 @@ def test_target_rows_are_the_days_the_targets_fall_on(built):
 def test_the_baselines_are_forecasters_with_their_textbook_formulas(built):
     dataset, scalers = built
     idx, train = dataset.test_idx, dataset.train_idx
-    forecasts = fit_predict(baselines.for_dataset(dataset, scalers), dataset, train, idx)
+    forecasts = fit_predict(forecaster.for_dataset(dataset, scalers), dataset, train, idx)
     assert list(forecasts) == ["persistence", "window_mean", "train_mean", "ridge", "ridge_decomposed",
                                "ceiling"]
     assert all(values.shape == (len(idx), dataset.n_assets) for values in forecasts.values())
@@ -65,7 +66,7 @@ def test_the_baselines_are_forecasters_with_their_textbook_formulas(built):
 
 def test_a_raw_target_has_zero_and_no_ceiling(small_prices):
     dataset, scalers, _ = build_dataset(small_prices, RunParams(**SMALL, target="raw"))
-    chosen = baselines.for_dataset(dataset, scalers)
+    chosen = forecaster.for_dataset(dataset, scalers)
     assert list(chosen) == ["zero", "persistence", "train_mean", "ridge"]
     zero = chosen["zero"].fit(dataset, dataset.train_idx).predict(dataset, dataset.test_idx[:2])
     np.testing.assert_allclose(scaler_from_dict(scalers["target"]).inverse_transform(zero), 0, atol=1e-12)

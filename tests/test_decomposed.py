@@ -4,10 +4,11 @@ decomposed output adds the known part of the target exactly."""
 import numpy as np
 import pytest
 
-from roicast import baselines, evaluate
 from roicast.config import RunParams, validate_params
 from roicast.errors import ParameterError
-from roicast.preprocess import build_dataset
+from roicast.evaluation import evaluate
+from roicast.features.preprocess import build_dataset
+from roicast.models import baselines
 
 DECOMPOSED = dict(seq_len=20, scale_by="asset", output="decomposed")
 
@@ -25,7 +26,7 @@ def test_one_scale_per_asset_keeps_the_smoothed_series_the_mean_of_the_raw_one(s
 
 
 def test_the_known_part_layer_is_the_mean_of_the_windows_last_raw_returns(small_prices):
-    from roicast.models import KnownPart
+    from roicast.models.hybrid import KnownPart
 
     arrays, _, _ = build_dataset(small_prices, RunParams(**DECOMPOSED))
     n, assets = 7, arrays.features.shape[1]
@@ -37,8 +38,8 @@ def test_the_known_part_layer_is_the_mean_of_the_windows_last_raw_returns(small_
 
 
 def test_the_decomposed_model_is_the_known_part_plus_a_fifth_of_its_raw_forecast(small_prices, tmp_path):
-    from roicast import training
-    from roicast.models import build_model, load_model
+    from roicast.models import training
+    from roicast.models.hybrid import build_model, load_model
 
     params = RunParams(**DECOMPOSED, lstm_units=[4, 2], attention_heads=1, attention_key_dim=2,
                        dense_units=4)

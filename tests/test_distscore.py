@@ -1,14 +1,15 @@
-"""04's distribution section and 06's month ahead (roicast.distscore, roicast.distforecast) on a
+"""04's distribution section and 06's month ahead (distscore, distforecast) on a
 dataset of 02, without a network."""
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from roicast import distforecast, distscore
-from roicast.artefacts import jsonable
 from roicast.config import RunParams
-from roicast.preprocess import build_dataset, series_until
+from roicast.evaluation import distscore
+from roicast.features.preprocess import build_dataset, series_until
+from roicast.forecasting import distforecast
+from roicast.runs.artefacts import jsonable
 
 from .conftest import random_walk_prices
 

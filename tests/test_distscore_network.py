@@ -4,12 +4,13 @@ predictors and as 06's M6 forecaster: an initialised, unfitted tiny network."""
 import numpy as np
 import pytest
 
-from roicast import distforecast, distscore
 from roicast.config import RunParams
-from roicast.preprocess import build_dataset, series_until, to_roi_pct
+from roicast.evaluation import distscore
+from roicast.features.preprocess import build_dataset, series_until, to_roi_pct
+from roicast.forecasting import distforecast
 
 keras = pytest.importorskip("keras")
-from roicast import models, training  # noqa: E402
+from roicast.models import hybrid, training  # noqa: E402
 
 H = 10
 
@@ -20,7 +21,7 @@ def network_run(sample_prices):
     params = RunParams(seq_len=20, lstm_units=[8, 4], attention_heads=1, attention_key_dim=4, dense_units=8,
                        output="distribution", target="sum", horizon_days=H)
     dataset, scalers, _ = build_dataset(prices, params)
-    model = models.build_model(dataset.seq_len, 4, 2, **training.network_arguments(params))
+    model = hybrid.build_model(dataset.seq_len, 4, 2, **training.network_arguments(params))
     training.initialise(model, dataset, params, dataset.train_idx, fine_tune=False)
     return prices, params, dataset, scalers, model
 
@@ -31,12 +32,12 @@ def test_the_network_is_scored_beside_the_baselines_on_the_same_periods(network_
     scored = distscore.section(dataset, H, network, draws=500)
     assert set(scored.record()["rps"]) == {"uniform", "covariance", "ridge_scale", "hybrid"}
     assert scored.headline() == "hybrid"
-    hybrid = scored.evaluations["hybrid"]
-    starts = hybrid.periods["position"].to_numpy()
+    network_scores = scored.evaluations["hybrid"]
+    starts = network_scores.periods["position"].to_numpy()
     location = to_roi_pct(training.predict(model, dataset, starts), scalers) / 100
-    np.testing.assert_allclose(hybrid.mean, location, rtol=1e-5, atol=1e-9)  # the H-day sum's location
-    assert (hybrid.scale > 0).all()
-    np.testing.assert_allclose(hybrid.realised, scored.evaluations["covariance"].realised)
+    np.testing.assert_allclose(network_scores.mean, location, rtol=1e-5, atol=1e-9)
+    assert (network_scores.scale > 0).all()
+    np.testing.assert_allclose(network_scores.realised, scored.evaluations["covariance"].realised)
     point = dataset.replace(target_of="smoothed")
     assert distscore.network_predictors(model, point, scalers, True) == {}
     assert distscore.network_predictors(model, dataset, scalers, False) == {}

@@ -5,13 +5,21 @@ import pickle
 import numpy as np
 import pytest
 
-from roicast.cluster import CORES_ENV, SCHEDULER_ENV, connect, cores, scheduler_address, workers_per_host
+from roicast.compute.cluster import (
+    CORES_ENV,
+    SCHEDULER_ENV,
+    connect,
+    cores,
+    scheduler_address,
+    workers_per_host,
+)
 from roicast.config import RunParams
 from roicast.errors import RoicastError
-from roicast.preprocess import build_dataset
+from roicast.features.preprocess import build_dataset
 
 keras = pytest.importorskip("keras")
-from roicast import ensemble, member_process, member_stack, models, training  # noqa: E402
+from roicast.compute import member_process  # noqa: E402
+from roicast.models import ensemble, hybrid, member_stack, training  # noqa: E402
 
 TINY = dict(seq_len=20, lstm_units=[4, 2], attention_heads=1, attention_key_dim=2,
             dense_units=4, epochs=2, batch_size=64, n_members=4, seed=11)
@@ -40,12 +48,13 @@ def test_members_after_the_first_cycle_through_the_variants():
 @pytest.mark.slow
 def test_a_member_trains_the_network_of_its_variant(dataset, tmp_path):
     member = ensemble.train_member(dataset, RunParams(**TINY), 5, tmp_path, {"dense_units": 6})
-    saved = models.load_model(tmp_path / "member_5.keras")
+    saved = hybrid.load_model(tmp_path / "member_5.keras")
     assert saved.get_layer("dense").units == 6 and member.variant == {"dense_units": 6}
 
 
 def test_workers_follow_the_cores_and_stay_home_with_one(monkeypatch):
-    from roicast import backends, cluster
+    from roicast.compute import cluster
+    from roicast.models import backends
 
     monkeypatch.delenv(cluster.CORES_ENV, raising=False)
     monkeypatch.setattr(backends, "gpu_available", lambda: False)
@@ -94,7 +103,7 @@ def test_members_side_by_side_and_on_two_workers_are_the_networks_trained_alone(
         for member, lone in zip(members[1:], alone, strict=True):
             np.testing.assert_array_equal(member.test, lone.test)
             assert (member.val_loss, member.epochs_run) == (lone.val_loss, lone.epochs_run)
-            saved = models.load_model(run_dir / "ensemble" / f"member_{member.seed}.keras")
+            saved = hybrid.load_model(run_dir / "ensemble" / f"member_{member.seed}.keras")
             np.testing.assert_allclose(training.predict(saved, dataset, dataset.test_idx), member.test,
                                        rtol=1e-5, atol=1e-6)
         assert not [p for p in (run_dir / "ensemble").iterdir() if p.suffix != ".keras"]
@@ -137,7 +146,7 @@ def test_an_unreachable_scheduler_from_the_runner_fails_within_seconds_naming_it
 
 
 def test_members_trained_ahead_are_taken_only_for_the_same_data_and_parameters(tmp_path):
-    from roicast import members_ahead
+    from roicast.compute import members_ahead
 
     params = RunParams(**TINY)
     (tmp_path / "dataset.npz").write_bytes(b"the windows")
@@ -157,7 +166,7 @@ def test_members_trained_ahead_are_taken_only_for_the_same_data_and_parameters(t
 
 
 def test_members_are_trained_ahead_only_beside_03_on_two_cores(monkeypatch):
-    from roicast import members_ahead
+    from roicast.compute import members_ahead
 
     params = RunParams(**TINY)
     chain = ["03_train", "04_evaluate", "05_ensemble"]

@@ -11,11 +11,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from roicast import ensemble, evaluate, paths, reports
+from roicast import paths
 from roicast.config import RunParams, validate_params
 from roicast.errors import ParameterError
-from roicast.preprocess import build_dataset, scaler_from_dict, to_roi_pct, transform_stages
-from roicast.significance import information_coefficient
+from roicast.evaluation import evaluate
+from roicast.evaluation.significance import information_coefficient
+from roicast.features.preprocess import build_dataset, scaler_from_dict, to_roi_pct, transform_stages
+from roicast.models import ensemble
+from roicast.runs import reports
 
 SMALL = {"seq_len": 20}
 
@@ -119,7 +122,7 @@ def test_a_raw_target_is_scored_on_tomorrows_return_with_the_shared_formula(raw_
 
 
 def test_a_raw_target_forecasts_several_days_by_feeding_its_return_back(raw_run):
-    from roicast import multistep
+    from roicast.evaluation import multistep
 
     params, arrays, scalers, _ = raw_run
     raw_index = [str(name) for name in arrays.feature_names].index("raw")

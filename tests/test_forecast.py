@@ -3,9 +3,11 @@
 import pandas as pd
 import pytest
 
-from roicast import artefacts, forecast, paths
+from roicast import paths
 from roicast.config import RunParams
 from roicast.errors import DataError, ParameterError
+from roicast.forecasting import forecast
+from roicast.runs import artefacts
 
 DAYS = pd.bdate_range("2022-12-01", "2022-12-30")
 

@@ -23,8 +23,9 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from roicast import checkout, collect, csvformat, paths, sources
+from roicast import checkout, paths
 from roicast.config import RunParams, notebook_params, unknown_names, validate_params
+from roicast.data import collect, csvformat, sources
 from roicast.errors import DataError, ParameterError, RoicastError, RoicastWarning
 
 
@@ -437,7 +438,7 @@ def test_only_literals_and_not_ipythons_or_private_names_count():
 
 def test_in_a_kernel_only_names_set_by_literal_only_cells_count():
     """What a kernel holds in 04_evaluate when papermill injected a typo."""
-    history = ["", "from roicast import artefacts", 'run_id = "interactive"\nwalk_forward_folds = 0',
+    history = ["", "from roicast.runs import artefacts", 'run_id = "interactive"\nwalk_forward_folds = 0',
                '# Parameters\nrun_id = "r1"\nwalk_forward_foldz = 3\n',
                'train_info = artefacts.read_json(run / "train.json")\nparams = notebook_params(globals())']
     namespace = {"In": history, "run_id": "r1", "walk_forward_folds": 0, "walk_forward_foldz": 3,
@@ -469,12 +470,12 @@ def _python(code: str, cwd) -> str:
 
 
 def test_import_roicast_is_enough_for_keras_to_load_a_saved_model(tmp_path):
-    from roicast import models, training
+    from roicast.models import hybrid, training
 
     params = RunParams(task="direction", lstm_units=[4, 2], attention_heads=1, attention_key_dim=2,
                        dense_units=4)
-    model = models.build_model(5, 2, 1, **training.network_arguments(params))
-    model.compile(optimizer="adam", loss=models.WeightedBinaryCrossentropy([1, 2], [2, 1]))
+    model = hybrid.build_model(5, 2, 1, **training.network_arguments(params))
+    model.compile(optimizer="adam", loss=hybrid.WeightedBinaryCrossentropy([1, 2], [2, 1]))
     path = tmp_path / "model.keras"
     model.save(path)
     load = (f"m = keras.models.load_model({str(path)!r}); "

@@ -1,4 +1,4 @@
-"""M6 scores, distributional baselines and the submission file (roicast.distribution, roicast.m6)."""
+"""M6 scores, distributional baselines and the submission file (models.distribution, evaluation.m6)."""
 
 from functools import partial
 
@@ -6,9 +6,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from roicast import distribution, m6
-from roicast.distribution import Forecast
 from roicast.errors import DataError, ParameterError
+from roicast.evaluation import m6
+from roicast.models import distribution
+from roicast.models.distribution import Forecast
 
 
 def _gaussian(scale: np.ndarray) -> Forecast:

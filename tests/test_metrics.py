@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from roicast import metrics, significance, trading
+from roicast.evaluation import metrics, significance, trading
 
 
 @pytest.fixture

@@ -21,8 +21,9 @@ import pandas as pd
 import pytest
 import requests
 
-from roicast import paths, sweep
+from roicast import paths
 from roicast.cli import main
+from roicast.runs import sweep
 from tests import chain
 
 on_the_tiny_chain = pytest.mark.notebooks  # it runs every notebook once; `roicast forecast` runs 06
@@ -71,7 +72,7 @@ def tracked(tiny_chain, tmp_path_factory):
     """The tiny run logged to the default store of its own work folder: (work folder, store URI,
     MLflow run id)."""
     pytest.importorskip("mlflow")
-    from roicast import tracking
+    from roicast.runs import tracking
 
     folder = tmp_path_factory.mktemp("tracked")
     chain.copy_into(tiny_chain[0], folder)
@@ -150,7 +151,7 @@ def test_a_run_logged_to_the_local_store_holds_what_the_run_recorded(tracked):
 @on_the_tiny_chain
 def test_a_tracking_server_on_localhost_receives_the_same_run(tiny_here, tmp_path):
     mlflow = pytest.importorskip("mlflow")
-    from roicast import tracking
+    from roicast.runs import tracking
 
     port = _free_port()
     url = f"http://127.0.0.1:{port}"
@@ -219,7 +220,7 @@ def test_a_bad_request_gets_400_with_the_cli_message(served, tracked, change, me
 @on_the_tiny_chain
 def test_roicast_run_with_mlflow_logs_the_run_it_finished(tiny_here, monkeypatch, capsys):
     mlflow = pytest.importorskip("mlflow")
-    from roicast import runner
+    from roicast.runs import runner
 
     monkeypatch.setattr(runner, "run_chain",
                         lambda params, **kw: runner.RunResult(params.run_id, "succeeded"))
@@ -234,7 +235,7 @@ def test_roicast_run_with_mlflow_logs_the_run_it_finished(tiny_here, monkeypatch
 @on_the_tiny_chain
 def test_a_sweep_is_a_parent_run_with_one_child_per_run_and_the_chosen_one_tagged(tiny_here):
     mlflow = pytest.importorskip("mlflow")
-    from roicast import tracking
+    from roicast.runs import tracking
 
     grid = {"seed": [7, 8]}
     sid = sweep.sweep_id(grid)
@@ -270,7 +271,7 @@ def test_without_the_extra_mlflow_says_how_to_install_it_and_nothing_else_import
     assert main(["run", "--run-id", "anything", "--mlflow"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and 'pip install -e ".[mlflow]"' in err
-    loaded = subprocess.run([sys.executable, "-c", "import sys, roicast.cli, roicast.runner, roicast.sweep, "
-                             "roicast.tracking; print('mlflow' in sys.modules)"],
+    loaded = subprocess.run([sys.executable, "-c", "import sys, roicast.cli, roicast.runs.runner, "
+                             "roicast.runs.sweep, roicast.runs.tracking; print('mlflow' in sys.modules)"],
                             capture_output=True, text=True, check=True).stdout.strip()
     assert loaded == "False"

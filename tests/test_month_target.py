@@ -4,10 +4,11 @@ training target out of the validation and test periods."""
 import numpy as np
 import pytest
 
-from roicast import baselines, walkforward
 from roicast.config import RunParams, validate_params
 from roicast.errors import ParameterError
-from roicast.preprocess import build_dataset, to_roi_pct
+from roicast.evaluation import walkforward
+from roicast.features.preprocess import build_dataset, to_roi_pct
+from roicast.models import forecaster
 
 from .conftest import random_walk_prices
 
@@ -54,7 +55,7 @@ def test_a_default_run_builds_no_sum_and_keeps_its_horizon():
 
 def test_a_sum_target_has_the_raw_targets_baselines():
     dataset, scalers, _ = build_dataset(random_walk_prices(500, 3), RunParams(target="sum", seq_len=20))
-    assert set(baselines.for_dataset(dataset, scalers)) == {"zero", "persistence", "train_mean", "ridge"}
+    assert set(forecaster.for_dataset(dataset, scalers)) == {"zero", "persistence", "train_mean", "ridge"}
 
 
 @pytest.mark.parametrize("values", [{"target": "sum", "task": "direction"},

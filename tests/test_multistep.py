@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 
-from roicast import multistep
 from roicast.config import RunParams
-from roicast.preprocess import build_dataset, scaler_from_dict, to_roi_pct
+from roicast.evaluation import multistep
+from roicast.features.preprocess import build_dataset, scaler_from_dict, to_roi_pct
 
 
 class ImpliedMeanModel:

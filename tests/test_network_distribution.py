@@ -6,16 +6,17 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from roicast import distribution, m6
 from roicast.config import RunParams
 from roicast.errors import ParameterError
-from roicast.network_distribution import mixture, residual_correlation, to_forecast
-from roicast.preprocess import build_dataset, fit_scaler, scaler_to_dict
+from roicast.evaluation import m6
+from roicast.features.preprocess import build_dataset, fit_scaler, scaler_to_dict
+from roicast.models import distribution
+from roicast.models.network_distribution import mixture, residual_correlation, to_forecast
 
 keras = pytest.importorskip("keras")
-from roicast import models, training  # noqa: E402
-from roicast.forecast import Ensemble  # noqa: E402
-from roicast.network_distribution import YearlyNetwork  # noqa: E402
+from roicast.forecasting.forecast import Ensemble  # noqa: E402
+from roicast.models import hybrid, training  # noqa: E402
+from roicast.models.network_distribution import YearlyNetwork  # noqa: E402
 
 TINY = dict(seq_len=20, lstm_units=[8, 4], attention_heads=1, attention_key_dim=4, dense_units=8,
             batch_size=64, output="distribution")
@@ -64,7 +65,7 @@ def test_the_loss_is_the_gaussian_negative_log_likelihood():
     y = np.array([[0.1, -0.3]], dtype="float32")
     location, scale = np.array([0.0, 0.2]), np.array([0.5, 2.0])
     output = np.concatenate([location, scale])[None].astype("float32")
-    loss = float(models.GaussianNLL()(y, output))
+    loss = float(hybrid.GaussianNLL()(y, output))
     assert loss == pytest.approx(-stats.norm.logpdf(y[0], location, scale).mean(), rel=1e-5)
 
 
@@ -79,7 +80,7 @@ def test_distribution_is_a_regression_output():
 def test_the_network_gives_a_location_and_a_positive_scale_per_asset(small_prices):
     params = RunParams(**TINY, epochs=1)
     dataset, _, _ = build_dataset(small_prices, params)
-    model = models.build_model(dataset.seq_len, 4, 2, **training.network_arguments(params))
+    model = hybrid.build_model(dataset.seq_len, 4, 2, **training.network_arguments(params))
     training.initialise(model, dataset, params, dataset.train_idx, fine_tune=False)
     location, scale = training.predict_distribution(model, dataset, dataset.val_idx[:5])
     assert location.shape == scale.shape == (5, 4)
@@ -88,14 +89,14 @@ def test_the_network_gives_a_location_and_a_positive_scale_per_asset(small_price
     raw = dataset.target_rows(dataset.train_idx, dataset.features[..., 1])
     np.testing.assert_allclose(scale[0], raw.std(axis=0) / 5, rtol=1e-5)
     with pytest.raises(ParameterError, match="output='distribution'"):
-        training.predict_distribution(models.build_model(dataset.seq_len, 4, 2, **training.network_arguments(
+        training.predict_distribution(hybrid.build_model(dataset.seq_len, 4, 2, **training.network_arguments(
             RunParams(**{**TINY, "output": None}))), dataset, dataset.val_idx[:5])
 
 
 def test_an_ensemble_of_distribution_networks_is_their_mixture(small_prices):
     params = RunParams(**TINY, epochs=1)
     dataset, _, _ = build_dataset(small_prices, params)
-    networks = [models.build_model(dataset.seq_len, 4, 2, **training.network_arguments(params, seed))
+    networks = [hybrid.build_model(dataset.seq_len, 4, 2, **training.network_arguments(params, seed))
                 for seed in (1, 2)]
     for network in networks:
         training.initialise(network, dataset, params, dataset.train_idx, fine_tune=False)

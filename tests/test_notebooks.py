@@ -13,17 +13,22 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import nbformat
 import numpy as np
 import pandas as pd
 import pytest
 
-from roicast import cluster, members_ahead, paths, runner, store
+from roicast import paths
 from roicast.cli import main
-from roicast.dataset import Dataset
+from roicast.compute import cluster, members_ahead
+from roicast.features.dataset import Dataset
+from roicast.runs import runner, store
 from tests import chain
 from tests.chain import TINY
+
+TOY_MODEL = Path(__file__).parent / "plugins" / "toy_model.py"
 
 pytestmark = pytest.mark.notebooks
 
@@ -105,11 +110,21 @@ def _rerun_copy(run_id: str, only: str, overrides: dict, capsys) -> dict:
     return _metrics(run_id)
 
 
-def test_walk_forward_and_multi_step_are_recorded_by_evaluate(in_tiny_run, capsys):
-    metrics = _rerun_copy("tiny-wf", "04", {"walk_forward_folds": "2", "horizon_steps": "3"}, capsys)
+def test_walk_forward_multi_step_and_a_plugged_in_model_are_recorded_by_evaluate_and_forecast(in_tiny_run,
+                                                                                                capsys):
+    """A model in a file of its own (tests/plugins/toy_model.py, one class and `@register`) is
+    scored in 04 and in every walk-forward fold, and forecasts in 06, with no other file touched."""
+    metrics = _rerun_copy("tiny-wf", "04,06", {"walk_forward_folds": "2", "horizon_steps": "3",
+                                               "model_plugins": f"[{TOY_MODEL}]"}, capsys)
     folds = pd.DataFrame(metrics["walk_forward"]["folds"])
-    last_ridge = folds.query("fold == 2 and space == 'scaled' and predictor == 'ridge' and metric == 'r2'")
-    assert last_ridge["value"].item() == pytest.approx(metrics["metrics"]["scaled"]["ridge"]["r2"])
+    for name in ("ridge", "toy"):
+        last = folds.query(f"fold == 2 and space == 'scaled' and predictor == '{name}' and metric == 'r2'")
+        assert last["value"].item() == pytest.approx(metrics["metrics"]["scaled"][name]["r2"])
+    assert set(folds.query("predictor == 'toy'")["fold"]) == {1, 2}
+    asof = metrics["forecast"]["asof"]
+    forecast = pd.read_parquet(paths.run_dir("tiny-wf") / "forecasts" / f"{asof}.parquet")
+    assert {"hybrid", "ridge", "persistence", "toy"} <= set(forecast["model"])
+    assert forecast.query("model == 'toy'")["forecast_roi_pct"].notna().all()
     assert metrics["walk_forward"]["summary"]["scaled"]["hybrid"]["r2"]["std"] >= 0
     errors = pd.DataFrame(metrics["multi_step"]).query("space == 'scaled'")
     assert set(errors["predictor"]) == {"recursive", "direct", "persistence", "train_mean", "ridge"}

@@ -8,7 +8,7 @@ import pytest
 from roicast import plots
 from roicast.config import RunParams
 from roicast.errors import DataError, RoicastWarning
-from roicast.preprocess import (
+from roicast.features.preprocess import (
     build_dataset,
     guide_log1p_nan_share,
     log_returns_pct,

@@ -12,11 +12,13 @@ import pytest
 
 import roicast
 from roicast.config import RunParams
-from roicast.preprocess import build_dataset
-from roicast.store import LOCKED_RUN_ENV
+from roicast.features.preprocess import build_dataset
+from roicast.runs.store import LOCKED_RUN_ENV
 
 keras = pytest.importorskip("keras")
-from roicast import backends, forecast, models, multistep, training  # noqa: E402
+from roicast.evaluation import multistep  # noqa: E402
+from roicast.forecasting import forecast  # noqa: E402
+from roicast.models import backends, hybrid, training  # noqa: E402
 
 TINY = RunParams(seq_len=20, lstm_units=[4, 2], attention_heads=2, attention_key_dim=4, dense_units=8)
 
@@ -29,7 +31,7 @@ def data(small_prices):
 
 def _network(arrays, seed: int) -> keras.Model:
     """A tiny network whose every weight counts (the highway's head starts at zero)."""
-    model = models.build_model(arrays.seq_len, arrays.n_assets, arrays.features.shape[2],
+    model = hybrid.build_model(arrays.seq_len, arrays.n_assets, arrays.features.shape[2],
                                **training.network_arguments(TINY, seed))
     rng = np.random.default_rng(seed)
     model.set_weights([rng.normal(0, 0.3, w.shape).astype("float32") for w in model.get_weights()])

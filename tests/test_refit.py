@@ -5,13 +5,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from roicast import artefacts, forecast_table, store
 from roicast.config import RunParams, validate_params
 from roicast.errors import ParameterError
-from roicast.preprocess import build_dataset
+from roicast.features.preprocess import build_dataset
+from roicast.forecasting import forecast_table
+from roicast.runs import artefacts, store
 
 keras = pytest.importorskip("keras")
-from roicast import forecast, models, training  # noqa: E402
+from roicast.forecasting import forecast  # noqa: E402
+from roicast.models import hybrid, training  # noqa: E402
 
 pytestmark = pytest.mark.slow  # every test starts from a trained run
 
@@ -55,14 +57,14 @@ def old_run(trained, tmp_path):
 def _started(trained, params: RunParams) -> keras.Model:
     """A new network for `params` on the module's dataset, started as 03 starts it."""
     arrays = trained[1]
-    model = models.build_model(20, len(ASSETS), 2, **training.network_arguments(params))
+    model = hybrid.build_model(20, len(ASSETS), 2, **training.network_arguments(params))
     training.initialise(model, arrays, params, arrays.train_idx, fine_tune=True)
     return model
 
 
 def test_fine_tuning_starts_from_the_earlier_runs_weights_not_the_ridge(trained, old_run):
     model = _started(trained, RunParams(**TINY, run_id="new", init_from="old"))
-    earlier = models.load_model(old_run / "model.keras")
+    earlier = hybrid.load_model(old_run / "model.keras")
     for layer in model.layers:
         theirs = earlier.get_layer(layer.name).get_weights()
         for mine, saved in zip(layer.get_weights(), theirs, strict=True):
@@ -73,7 +75,7 @@ def test_frozen_layers_keep_their_weights_while_the_others_train(trained, old_ru
     params = RunParams(**{**TINY, "epochs": 1}, run_id="new", init_from="old",
                        freeze_layers=["bilstm_1", "bilstm_2"])
     result = training.train(trained[1], params, tmp_path, verbose=0, fine_tune=True)
-    earlier = models.load_model(old_run / "model.keras")
+    earlier = hybrid.load_model(old_run / "model.keras")
     for name in ("bilstm_1", "bilstm_2"):
         for mine, theirs in zip(result.model.get_layer(name).get_weights(),
                                 earlier.get_layer(name).get_weights(), strict=True):

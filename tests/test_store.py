@@ -16,11 +16,13 @@ import pandas as pd
 import papermill
 import pytest
 
-from roicast import artefacts, cli, paths, reports, runner, store, yahoo
+from roicast import cli, paths
 from roicast.cli import main
 from roicast.config import validate_params
+from roicast.data import yahoo
 from roicast.errors import ContractError, MissingArtefactError, ParameterError, RunInUseError, storage_error
-from roicast.runner import resolve_params
+from roicast.runs import artefacts, reports, runner, store
+from roicast.runs.runner import resolve_params
 
 
 @pytest.fixture(autouse=True)
@@ -96,7 +98,7 @@ def test_a_full_run_on_an_existing_id_is_refused_unless_overwrite(monkeypatch, c
 
 
 def test_a_second_process_on_the_same_run_stops_at_once(monkeypatch, capsys):
-    code = ("import sys, time; from roicast import store; lock = store.acquire('busy'); "
+    code = ("import sys, time; from roicast.runs import store; lock = store.acquire('busy'); "
             "print('held', flush=True); time.sleep(30)")
     holder = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True,
                               env=os.environ.copy())
@@ -174,7 +176,7 @@ def test_a_run_whose_process_died_shows_as_interrupted_and_resumes_after_its_las
     _fake_chain("killed", upto="02_preprocess")
     artefacts.write_json(paths.run_dir("killed") / store.RUN_RECORD, {"status": "running"})
     assert store.run_status("killed") == "interrupted"
-    from roicast.runner import resume_notebooks
+    from roicast.runs.runner import resume_notebooks
 
     assert resume_notebooks("killed") == ["03_train", "04_evaluate", "05_ensemble", "06_forecast"]
 
@@ -246,7 +248,7 @@ def test_file_names_live_in_the_contract_alone():
         cells = json.loads(paths.notebook_path(nb).read_text())["cells"]
         sources[nb] = "\n".join("".join(c["source"]) for c in cells if c["cell_type"] == "code")
     found = [f"{where}: {hit.group()}" for where, text in sources.items() for hit in quoted.finditer(text)]
-    assert found == [], "name them through roicast.store's constants:\n" + "\n".join(found)
+    assert found == [], "name them through roicast.runs.store's constants:\n" + "\n".join(found)
 
 
 def test_the_index_lists_an_unreadable_run_and_skips_it(workdir):

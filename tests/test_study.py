@@ -10,11 +10,13 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from roicast import evaluate, plots, sources, study, walkforward
-from roicast.artefacts import jsonable
+from roicast import plots
 from roicast.config import RunParams
-from roicast.preprocess import build_dataset
-from roicast.significance import binomial_direction_test
+from roicast.data import sources
+from roicast.evaluation import evaluate, study, walkforward
+from roicast.evaluation.significance import binomial_direction_test
+from roicast.features.preprocess import build_dataset
+from roicast.runs.artefacts import jsonable
 
 TINY = dict(seq_len=20, lstm_units=[4, 4], attention_heads=1, attention_key_dim=4,
             dense_units=8, epochs=2, batch_size=128)

@@ -9,9 +9,9 @@ import pytest
 import yaml
 
 from roicast import cli, paths
-from roicast.artefacts import write_json
 from roicast.errors import ParameterError
-from roicast.sweep import (
+from roicast.runs.artefacts import write_json
+from roicast.runs.sweep import (
     choose,
     expand_grid,
     read_grid,

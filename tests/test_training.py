@@ -5,10 +5,10 @@ import pytest
 
 from roicast.config import RunParams
 from roicast.errors import DataError
-from roicast.preprocess import build_dataset
+from roicast.features.preprocess import build_dataset
 
 keras = pytest.importorskip("keras")
-from roicast import backends, models, training  # noqa: E402
+from roicast.models import backends, hybrid, training  # noqa: E402
 
 TINY = dict(seq_len=20, lstm_units=[8, 4], attention_heads=2, attention_key_dim=4,
             dense_units=8, epochs=2, batch_size=64)
@@ -23,7 +23,7 @@ def dataset(small_prices):
 @pytest.mark.parametrize("architecture", ["guide", "highway"])
 def test_the_network_has_the_guides_layers_and_one_output_per_asset(architecture):
     params = RunParams(architecture=architecture)
-    model = models.build_model(60, 20, 2, **training.network_arguments(params))
+    model = hybrid.build_model(60, 20, 2, **training.network_arguments(params))
     names = [layer.name for layer in model.layers]
     for name in ("bilstm_1", "bilstm_2", "attention", "residual", "layer_norm", "pooling", "dense", "head"):
         assert name in names
@@ -35,14 +35,14 @@ def test_the_network_has_the_guides_layers_and_one_output_per_asset(architecture
 
 def test_direction_model_ends_in_probabilities_with_batch_norm():
     params = RunParams(task="direction", **{**TINY, "epochs": 1})
-    model = models.build_model(20, 3, 1, **training.network_arguments(params))
+    model = hybrid.build_model(20, 3, 1, **training.network_arguments(params))
     assert "batch_norm" in [layer.name for layer in model.layers]
     out = model(np.random.default_rng(0).normal(size=(5, 20, 3)).astype("float32"))
     assert np.all((out.numpy() > 0) & (out.numpy() < 1))
 
 
 def test_weighted_bce_weighs_each_assets_classes():
-    loss = models.WeightedBinaryCrossentropy([2.0, 1.0], [1.0, 1.0])
+    loss = hybrid.WeightedBinaryCrossentropy([2.0, 1.0], [1.0, 1.0])
     y_true = np.array([[1.0, 1.0]])
     y_pred = np.array([[0.5, 0.5]], dtype="float32")
     expected = np.mean([2 * -np.log(0.5), -np.log(0.5)])
@@ -64,7 +64,7 @@ def test_training_writes_its_outputs_and_reloads_in_safe_mode(dataset, tmp_path)
     assert info["epochs_run"] == 2 and len(info["epoch_seconds"]) == 2
     assert 1 <= info["best_epoch"] <= 2 and info["n_params"] > 0
     assert info["backend"] == "tensorflow" and info["device"] == backends.device()
-    reloaded = models.load_model(tmp_path / "model.keras")
+    reloaded = hybrid.load_model(tmp_path / "model.keras")
     idx = dataset.test_idx
     np.testing.assert_allclose(training.predict(reloaded, dataset, idx),
                                training.predict(result.model, dataset, idx), rtol=1e-5)
@@ -78,7 +78,7 @@ def test_direction_training_saves_its_custom_loss(dataset, tmp_path):
     result = training.train(dataset, params, tmp_path, verbose=0)
     training.save_training(tmp_path, result, tmp_path)
     assert len(result.info["class_weights"]["up"]) == dataset.features.shape[1]
-    models.load_model(tmp_path / "model.keras")
+    hybrid.load_model(tmp_path / "model.keras")
 
 
 @pytest.mark.slow
@@ -105,10 +105,10 @@ def test_the_training_step_is_traced_once(dataset, tmp_path, monkeypatch):
 
 
 def test_highway_starts_at_the_ridge_solution(dataset):
-    from roicast.baselines import SharedRidge
+    from roicast.models.baselines import SharedRidge
 
     params = RunParams(**TINY, output="direct")
-    model = models.build_model(20, 4, 2, **training.network_arguments(params))
+    model = hybrid.build_model(20, 4, 2, **training.network_arguments(params))
     training.warm_start_highway(model, dataset, dataset.train_idx)
     ridge = SharedRidge().fit(dataset, dataset.train_idx)
     idx = dataset.test_idx
@@ -125,7 +125,7 @@ def test_non_finite_inputs_stop_before_training(dataset, tmp_path):
 def test_self_attention_matches_keras_multi_head_attention(dropout):
     x = np.random.default_rng(0).normal(size=(5, 12, 8)).astype("float32")
     settings = dict(num_heads=3, key_dim=4, dropout=dropout)
-    ours, theirs = models.SelfAttention(**settings), keras.layers.MultiHeadAttention(**settings)
+    ours, theirs = hybrid.SelfAttention(**settings), keras.layers.MultiHeadAttention(**settings)
     ours(x, x), theirs(x, x)
     theirs.set_weights(ours.get_weights())
     out, scores = ours(x, x, return_attention_scores=True)
@@ -136,7 +136,7 @@ def test_self_attention_matches_keras_multi_head_attention(dropout):
 
 
 def test_attention_scores_cover_every_step(dataset):
-    model = models.build_model(20, 4, 2, **training.network_arguments(RunParams(**TINY)))
-    scores = models.attention_scores(model, training.input_windows(dataset, dataset.test_idx[:3]))
+    model = hybrid.build_model(20, 4, 2, **training.network_arguments(RunParams(**TINY)))
+    scores = hybrid.attention_scores(model, training.input_windows(dataset, dataset.test_idx[:3]))
     assert tuple(scores.shape) == (3, 2, 20, 20)
     np.testing.assert_allclose(np.asarray(scores).sum(axis=-1), 1, rtol=1e-5)

@@ -4,11 +4,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from roicast import walkforward
 from roicast.config import RunParams, validate_params
 from roicast.errors import DataError, ParameterError
-from roicast.preprocess import build_dataset
-from roicast.windows import split_indices, walk_forward_splits
+from roicast.evaluation import walkforward
+from roicast.features.preprocess import build_dataset
+from roicast.features.windows import split_indices, walk_forward_splits
 
 TINY = dict(seq_len=20, lstm_units=[8, 4], attention_heads=1, attention_key_dim=4,
             dense_units=8, epochs=1, batch_size=64)
@@ -55,7 +55,7 @@ def test_a_folds_scalers_see_only_its_own_training_days(small_prices):
 
 @pytest.mark.slow
 def test_walk_forward_scores_every_fold_and_its_last_fold_matches_the_chain(small_prices, tmp_path):
-    from roicast import evaluate
+    from roicast.evaluation import evaluate
 
     params = RunParams(walk_forward_folds=2, **TINY)
     arrays, scalers, _ = build_dataset(small_prices, params)

@@ -3,7 +3,7 @@ import pandas as pd
 import pytest
 
 from roicast.errors import DataError
-from roicast.windows import (
+from roicast.features.windows import (
     default_test_years,
     make_windows,
     sample_indices,

@@ -5,10 +5,10 @@ only by the modules that train or load models (`models`, `training`, `ensemble`)
 command line starts at once and KERAS_BACKEND can still be chosen after `import roicast`.
 
 `keras.models.load_model` must nevertheless find roicast's own layer and loss
-(SelfAttention, WeightedBinaryCrossentropy), which importing `roicast.models` registers.
+(SelfAttention, WeightedBinaryCrossentropy), which importing `roicast.models.hybrid` registers.
 So `import roicast` has them registered as soon as Keras is there: at once if Keras is
 already imported, else right after the first `import keras`, by a one-shot hook on
-Python's import system. Importing `roicast.models` here instead would make every
+Python's import system. Importing `roicast.models.hybrid` here instead would make every
 `import roicast` (the command line, the collect and preprocess kernels, sweep workers)
 load TensorFlow: 14 s and 790 MB of memory instead of 0.1 s and 13 MB on a busy 2-core
 machine, with the default backend fixed before anyone could choose another.
@@ -28,7 +28,7 @@ __all__ = ["RoicastError", "__version__"]
 
 
 class _ThenRegister(importlib.abc.Loader):
-    """Keras's own loader, followed by the import of roicast.models (which registers)."""
+    """Keras's own loader, followed by the import of roicast.models.hybrid (which registers)."""
 
     def __init__(self, loader: importlib.abc.Loader):
         self.loader = loader
@@ -40,7 +40,7 @@ class _ThenRegister(importlib.abc.Loader):
         self.loader.exec_module(module)
         module.__spec__.loader = module.__loader__ = self.loader
         sys.meta_path[:] = [finder for finder in sys.meta_path if not isinstance(finder, _KerasHook)]
-        importlib.import_module("roicast.models")
+        importlib.import_module("roicast.models.hybrid")
 
 
 class _KerasHook(importlib.abc.MetaPathFinder):
@@ -68,7 +68,7 @@ class _KerasHook(importlib.abc.MetaPathFinder):
 
 def _register_with_keras() -> None:
     if "keras" in sys.modules:
-        importlib.import_module("roicast.models")
+        importlib.import_module("roicast.models.hybrid")
     elif not any(isinstance(finder, _KerasHook) for finder in sys.meta_path):
         sys.meta_path.insert(0, _KerasHook())
 
@@ -84,7 +84,7 @@ def _logs_to_kernel_log() -> None:
     """
     if "ipykernel" not in sys.modules or logging.root.handlers:
         return
-    from roicast.store import LOCKED_RUN_ENV
+    from roicast.runs.store import LOCKED_RUN_ENV
 
     if os.environ.get(LOCKED_RUN_ENV):
         handler = logging.StreamHandler(sys.__stderr__)

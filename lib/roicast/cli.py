@@ -51,21 +51,21 @@ def _track(uri: str | None, run_id: str) -> None:
         return
     from mlflow.exceptions import MlflowException
 
-    from roicast import tracking
+    from roicast.runs import tracking
 
     try:
         mlflow_id = tracking.log_run(run_id, uri or None)
     except (MlflowException, OSError) as exc:
         raise RoicastError(f"run {run_id} is kept, but logging it to MLflow failed: {exc}. Log it again "
-                           f"in Python: roicast.tracking.log_run({run_id!r}, {uri or None!r})") from None
+                           f"in Python: roicast.runs.tracking.log_run({run_id!r}, {uri or None!r})") from None
     print(f"\nMLflow: run {mlflow_id} in {uri or tracking.default_uri()} (model: runs:/{mlflow_id}/"
           f"{tracking.MODEL_NAME})")
 
 
 def _print_headline(run_id: str) -> None:
     """The run's headline table, with the columns of its task (R² and MAE, or accuracy and AUC)."""
-    from roicast.reports import headline_columns, headline_rows
-    from roicast.store import METRICS
+    from roicast.runs.reports import headline_columns, headline_rows
+    from roicast.runs.store import METRICS
 
     metrics_path = paths.run_dir(run_id) / METRICS
     if not metrics_path.exists():
@@ -84,10 +84,10 @@ def _print_headline(run_id: str) -> None:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from roicast.config import read_values
-    from roicast.runner import resolve_params, run_chain, select_notebooks
+    from roicast.runs.runner import resolve_params, run_chain, select_notebooks
 
     if args.mlflow is not None:
-        from roicast.tracking import check_uri, require_mlflow
+        from roicast.runs.tracking import check_uri, require_mlflow
 
         require_mlflow()  # before hours of training, not after
         check_uri(args.mlflow)
@@ -116,9 +116,9 @@ def forecast_params(values: dict, run_id: str | None) -> "RunParams":
     """The parameters of one forecast: the run's record, and the forecast's own (06_forecast's;
     `source` and `csv_path` name the new prices) from `values` or their defaults, never an earlier
     forecast's. A parameter of the run's training may only repeat its recorded value."""
-    from roicast import store
     from roicast.config import RunParams
-    from roicast.runner import resolve_params
+    from roicast.runs import store
+    from roicast.runs.runner import resolve_params
 
     values = dict(values)
     for name, target in FORECAST_ALIASES.items():
@@ -144,7 +144,7 @@ def forecast_params(values: dict, run_id: str | None) -> "RunParams":
 
 def cmd_forecast(args: argparse.Namespace) -> int:
     from roicast.config import read_values
-    from roicast.runner import run_chain
+    from roicast.runs.runner import run_chain
 
     values = read_values(args.params, args.parameter)
     if args.asof:
@@ -159,8 +159,8 @@ def _print_forecast(run_id: str) -> None:
     """The latest forecast of a run: tomorrow per asset, highest expected return first."""
     import pandas as pd
 
-    from roicast.forecast_table import expected_returns
-    from roicast.store import FORECAST_INFO, FORECASTS
+    from roicast.forecasting.forecast_table import expected_returns
+    from roicast.runs.store import FORECAST_INFO, FORECASTS
 
     section = paths.run_dir(run_id) / FORECAST_INFO
     if not section.exists():
@@ -176,17 +176,17 @@ def _print_forecast(run_id: str) -> None:
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
-    from roicast.sweep import run_sweep
+    from roicast.runs.sweep import run_sweep
 
     if args.mlflow is not None:
-        from roicast.tracking import check_uri, require_mlflow
+        from roicast.runs.tracking import check_uri, require_mlflow
 
         require_mlflow()
         check_uri(args.mlflow)
     index = run_sweep(args.grid, scheduler=args.scheduler, workers=args.workers)
     print(f"\nSweep report: {index}")
     if args.mlflow is not None:
-        from roicast import tracking
+        from roicast.runs import tracking
 
         parent = tracking.log_sweep(index.parent / "sweep.json", args.mlflow or None)
         print(f"MLflow: sweep run {parent} in {args.mlflow or tracking.default_uri()}, one child per run")

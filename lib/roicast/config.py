@@ -178,6 +178,10 @@ class RunParams(BaseModel):
     distribution_garch: bool = Field(
         False, description="Also score GARCH(1,1) distributions in 04's 'Distribution and ranks' (one "
         "fit per asset and period: slow).")
+    model_plugins: list[str] = Field(
+        [], description="Python files that register more forecasters (`roicast.models.forecaster."
+        "register`): 04 and its walk-forward folds score them beside the baselines, and 06 "
+        "forecasts with them.")
 
     # 05_ensemble
     n_members: int = Field(5, ge=1, le=50, description="Models in the ensemble, each with its own seed.")
@@ -238,6 +242,19 @@ class RunParams(BaseModel):
     @classmethod
     def _absolute(cls, value: str | None) -> str | None:
         return None if value is None else str(user_path(value))
+
+    @field_validator("model_plugins", mode="before")
+    @classmethod
+    def _python_files(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            value = [part.strip() for part in value.split(",") if part.strip()]
+        if not isinstance(value, list):
+            return value
+        files = [user_path(str(name)) for name in value]
+        for file in files:
+            if file.suffix != ".py" or not file.is_file():
+                raise ValueError(f"{file} is not a Python file")
+        return [str(file) for file in files]
 
     @field_validator("csv_date_format")
     @classmethod

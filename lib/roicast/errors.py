@@ -34,7 +34,7 @@ class MissingArtefactError(RoicastError, FileNotFoundError):
 
 
 class ContractError(RoicastError):
-    """A step opened an artefact that its entry in `roicast.store.STEPS` does not declare."""
+    """A step opened an artefact that its entry in `roicast.runs.store.STEPS` does not declare."""
 
 
 class RunExistsError(RoicastError):

@@ -10,7 +10,7 @@ import seaborn as sns
 from matplotlib import pyplot as plt
 from matplotlib.figure import Figure
 
-from roicast.dataset import PERIODS, Dataset
+from roicast.features.dataset import PERIODS, Dataset
 
 PREDICTOR_COLOURS = {"hybrid": "C0", "ensemble": "C0", "ridge": "C1", "persistence": "C2",
                      "window_mean": "C3", "train_mean": "C4", "ceiling": "C7"}

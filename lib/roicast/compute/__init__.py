@@ -1,0 +1,1 @@
+"""Compute: where work runs (a dask cluster, child processes, the idle core)."""

@@ -1,0 +1,1 @@
+"""Evaluate (04): every predictor scored on the same windows, walk-forward folds and the yearly study."""

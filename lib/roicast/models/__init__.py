@@ -1,0 +1,1 @@
+"""Models (03, 05): the network, its ensemble and the baselines, one family that fits and predicts."""

@@ -1,0 +1,366 @@
+"""Several networks with different seeds, averaged; their spread gives an interval.
+
+Member 0 is the model 03_train already fitted with the run's seed, so an ensemble of
+five trains four more; with `member_variants`, those cycle through several hyper-parameter
+sets (other widths, dropouts, learning rates…) instead of repeating the run's network. On a
+CPU they train as dask tasks, the engine of sweeps: on a LocalCluster of one single-threaded
+worker process per core, since TensorFlow keeps barely more than one core busy with a network
+this small, so two cores train two members at once; or, when the runner names a scheduler
+(`roicast run --scheduler`, passed on as ROICAST_SCHEDULER), on that existing cluster. Each
+task trains its share of the members in turn, in a Python process of its own
+(`roicast.compute.member_process` says why) that imports TensorFlow once and traces one network for
+all of them (`training.CompiledNetworks`). With a GPU, or a single core, and no scheduler, they
+train side by side as one model in this process (`roicast.models.member_stack`). Either way each
+member is the network its seed and variant give when trained alone, to the last bit (tests).
+Members may also train on bootstrap resamples of the training windows. Two combinations are
+reported: equal weights, and weights proportional to the inverse validation loss (validation
+only, never the test period). `score_ensemble`, `interval_coverage` and `backtest` fit the
+run's task: regression members are scored against the baselines, direction members against the
+majority class.
+"""
+
+import pickle
+import shutil
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import keras
+import numpy as np
+import pandas as pd
+from dask.distributed import Client, as_completed
+
+from roicast.compute import members_ahead
+from roicast.compute.cluster import connect, local_workers, scheduler_address, workers_per_host
+from roicast.compute.member_process import train_in_child
+from roicast.config import RunParams
+from roicast.errors import RoicastError
+from roicast.evaluation import evaluate, trading
+from roicast.features.dataset import Dataset
+from roicast.features.preprocess import to_roi_pct
+from roicast.models import backends
+from roicast.models.member_stack import MemberSpec, stacks, train_stack
+from roicast.models.training import CompiledNetworks, predict, train
+from roicast.runs import store
+from roicast.runs.artefacts import atomic_path, write_json
+
+
+@dataclass
+class Member:
+    seed: int
+    variant: dict  # the parameters this member changes from the run's; {} for none
+    val_loss: float
+    epochs_run: int
+    fit_seconds: float
+    test: np.ndarray
+    val: np.ndarray
+
+
+def member_seeds(params: RunParams) -> list[int]:
+    return [params.seed + k for k in range(params.n_members)]
+
+
+def member_variants(params: RunParams) -> list[dict]:
+    """Each member's hyper-parameter variant, in seed order: member 0 is the run's own
+    network ({}); the others cycle through `params.member_variants`, if any."""
+    cycle = params.member_variants or [{}]
+    return [{}] + [cycle[k % len(cycle)] for k in range(params.n_members - 1)]
+
+
+def describe_variant(variant: dict) -> str:
+    return ", ".join(f"{name}={value}" for name, value in variant.items()) or "the run's network"
+
+
+def bootstrap_indices(train_indices: np.ndarray, seed: int) -> np.ndarray:
+    """Training windows drawn with replacement, kept in date order."""
+    rng = np.random.default_rng(seed)
+    return np.sort(rng.choice(train_indices, size=len(train_indices), replace=True))
+
+
+def _as_member(model: keras.Model, dataset: Dataset, seed: int, variant: dict, info: dict) -> Member:
+    return Member(seed, variant, info["best_val_loss"], info["epochs_run"], info["fit_seconds"],
+                  predict(model, dataset, dataset.test_idx), predict(model, dataset, dataset.val_idx))
+
+
+def train_member(dataset: Dataset, params: RunParams, seed: int, out_dir: Path,
+                 variant: dict | None = None, networks: CompiledNetworks | None = None) -> Member:
+    """Train one member, save it as `member_<seed>.keras` in `out_dir`, forecast val and test."""
+    variant = variant or {}
+    train_idx = bootstrap_indices(dataset.train_idx, seed) if params.bootstrap else None
+    with tempfile.TemporaryDirectory(dir=out_dir) as work:
+        result = train(dataset, params.with_variant(variant), Path(work), seed=seed,
+                       train_indices=train_idx, verbose=0, networks=networks)
+    with atomic_path(Path(out_dir) / store.member_file(seed)) as tmp:
+        result.model.save(tmp)
+    return _as_member(result.model, dataset, seed, variant, result.info)
+
+
+def _report(member: Member) -> None:
+    print(f"member {member.seed} ({describe_variant(member.variant)}): best val_loss "
+          f"{member.val_loss:.5f}, {member.epochs_run} epochs, {member.fit_seconds:.0f} s", flush=True)
+
+
+@contextmanager
+def _naming(seeds: list[int], variants: list[dict]) -> Iterator[None]:
+    """Turn whatever members raise into one error that says which member(s) failed."""
+    try:
+        yield
+    except Exception as exc:
+        which = ", ".join(f"{seed} ({describe_variant(variant)})"
+                          for seed, variant in zip(seeds, variants, strict=True))
+        raise RoicastError(f"Ensemble member{'s' if len(seeds) > 1 else ''} {which} failed: "
+                           f"{type(exc).__name__}: {exc}") from exc
+
+
+def member_specs(dataset: Dataset, params: RunParams, seeds: list[int],
+                 variants: list[dict]) -> list[MemberSpec]:
+    """Each member's seed, parameters (the run's with its variant) and training windows."""
+    specs = []
+    for seed, variant in zip(seeds, variants, strict=True):
+        with _naming([seed], [variant]):
+            windows = bootstrap_indices(dataset.train_idx, seed) if params.bootstrap else dataset.train_idx
+            specs.append(MemberSpec(seed, variant, params.with_variant(variant), windows))
+    return specs
+
+
+def train_here(dataset: Dataset, params: RunParams, seeds: list[int], variants: list[dict],
+               out_dir: Path) -> list[Member]:
+    """Every member in this process (a GPU, a single core), side by side in one model
+    (`member_stack`): each the network it would be if trained alone, in one fit and one trace."""
+    trained = {}
+    for stack in stacks(member_specs(dataset, params, seeds, variants)):
+        with _naming([spec.seed for spec in stack], [spec.variant for spec in stack]):
+            results = train_stack(dataset, stack)
+        for spec, result in zip(stack, results, strict=True):
+            with atomic_path(Path(out_dir) / store.member_file(spec.seed)) as tmp:
+                result.model.save(tmp)
+            info = {"best_val_loss": result.best_val_loss, "epochs_run": result.epochs_run,
+                    "fit_seconds": result.fit_seconds}
+            trained[spec.seed] = _as_member(result.model, dataset, spec.seed, spec.variant, info)
+            _report(trained[spec.seed])
+    return [trained[seed] for seed in seeds]
+
+
+def train_in_turn(dataset: Dataset, params: RunParams, seeds: list[int], variants: list[dict],
+                  out_dir: Path) -> list[Member]:
+    """Members one after another in this process, those of one shape on one traced network
+    (`training.CompiledNetworks`): each the network it would be if trained alone."""
+    networks, trained = CompiledNetworks(), []
+    for seed, variant in zip(seeds, variants, strict=True):
+        with _naming([seed], [variant]):
+            trained.append(train_member(dataset, params, seed, out_dir, variant, networks))
+    return trained
+
+
+def train_on_cluster(client: Client, dataset: Dataset, params: RunParams, seeds: list[int],
+                     variants: list[dict], out_dir: Path) -> list[Member]:
+    """The members as dask tasks, one per worker, each training its share of the members in
+    turn in a process of its own (`member_process`): one TensorFlow import and one trace per
+    share, not per member. Seed k goes to share k mod workers, so the same seeds meet the same
+    order. Reported as each share finishes, returned in seed order.
+
+    The dataset travels to the cluster once; the first failure stops the ensemble (leaving the
+    client's `with` block cancels the other tasks).
+    """
+    shares = workers_per_host(client)
+    n_shares = max(1, min(len(seeds), sum(shares.values())))
+    [shared] = client.scatter([dataset])
+    futures = {client.submit(train_in_child, shared, params, seeds[k::n_shares], variants[k::n_shares],
+                             backends.name(), shares, pure=False): k for k in range(n_shares)}
+    trained = {}
+    for future in as_completed(futures):
+        k = futures[future]
+        with _naming(seeds[k::n_shares], variants[k::n_shares]):
+            outcome, models = future.result()
+            members = pickle.loads(outcome)
+            if isinstance(members, Exception):
+                raise members
+        for member in members:
+            name = store.member_file(member.seed)
+            with atomic_path(Path(out_dir) / name) as tmp:
+                tmp.write_bytes(models[name])
+            _report(member)
+            trained[member.seed] = member
+    return [trained[seed] for seed in seeds]
+
+
+def train_seeds(dataset: Dataset, params: RunParams, seeds: list[int], out_dir: Path, workers: int,
+                variants: list[dict] | None = None, scheduler: str | None = None) -> list[Member]:
+    """One member per seed (with its variant, if given), in seed order: on the cluster of
+    `scheduler` if given, else on a LocalCluster of `workers` processes, or here when 0."""
+    variants = variants or [{}] * len(seeds)
+    if not seeds or not (scheduler or workers):
+        return train_here(dataset, params, seeds, variants, out_dir)
+    with connect(scheduler, workers) as client:
+        return train_on_cluster(client, dataset, params, seeds, variants, out_dir)
+
+
+def _where(scheduler: str | None, workers: int) -> str:
+    if scheduler:
+        return f"on the dask cluster at {scheduler}"
+    if workers:
+        return f"on a dask LocalCluster of {workers} worker processes"
+    return "side by side in this process"
+
+
+def train_members(dataset: Dataset, params: RunParams, run_dir: Path, first_model: keras.Model,
+                  first_info: dict) -> tuple[list[Member], dict]:
+    """03_train's model plus the members the run still lacks, saved in ensemble/.
+
+    Returns the members in seed order and how they were trained: wall seconds, this machine's
+    worker processes (0: this process or a remote cluster), the scheduler, if the runner
+    named one (ROICAST_SCHEDULER), and whether they were trained ahead (`members_ahead`).
+    """
+    out = store.artefact_path(run_dir, "05_ensemble", store.ENSEMBLE)
+    out.mkdir(parents=True, exist_ok=True)
+    first = _as_member(first_model, dataset, params.seed, {}, first_info)
+    waited = time.perf_counter()
+    ahead = members_ahead.take(run_dir, params)
+    if ahead is not None:
+        trained, seconds = ahead
+        for member in trained:
+            with atomic_path(out / store.member_file(member.seed)) as tmp:
+                shutil.copyfile(members_ahead.member_file(run_dir, member.seed), tmp)
+            _report(member)
+        print(f"{len(trained)} member(s) trained ahead, beside 03_train, in {seconds:.0f} s; "
+              f"waited {time.perf_counter() - waited:.0f} s for them", flush=True)
+        return [first, *trained], {"wall_seconds": seconds, "workers": 1, "scheduler": None, "ahead": True}
+    seeds, variants = member_seeds(params)[1:], member_variants(params)[1:]
+    scheduler = scheduler_address()
+    workers = 0 if scheduler else local_workers(len(seeds))
+    print(f"training {len(seeds)} member(s) {_where(scheduler, workers)}", flush=True)
+    start = time.perf_counter()
+    trained = train_seeds(dataset, params, seeds, out, workers, variants, scheduler)
+    return [first, *trained], {"wall_seconds": time.perf_counter() - start, "workers": workers,
+                               "scheduler": scheduler, "ahead": False}
+
+
+def combine(members: list[Member], period: str = "test") -> dict[str, np.ndarray]:
+    """Equal-weight and inverse-validation-loss-weight averages of the members' forecasts."""
+    stacked = np.stack([getattr(m, period) for m in members])
+    weights = 1 / np.array([m.val_loss for m in members])
+    return {"equal": stacked.mean(axis=0),
+            "val_weighted": np.tensordot(weights / weights.sum(), stacked, axes=1)}
+
+
+def spread_interval(members: list[Member], level: float) -> tuple[np.ndarray, np.ndarray]:
+    """Central `level` interval of the members' test forecasts (empirical quantiles)."""
+    stacked = np.stack([m.test for m in members])
+    tail = (1 - level) / 2
+    return np.quantile(stacked, tail, axis=0), np.quantile(stacked, 1 - tail, axis=0)
+
+
+def calibrated_interval(members: list[Member], val_actual: np.ndarray,
+                        level: float) -> tuple[np.ndarray, np.ndarray]:
+    """The equal-weight ensemble ± the `level` quantile of its absolute validation errors.
+
+    Split conformal prediction per asset: calibrated on the validation period only, so
+    its test coverage is an honest check, unlike the members' spread, which measures
+    only how much the members disagree.
+    """
+    errors = np.abs(np.asarray(val_actual) - combine(members, "val")["equal"])
+    half_width = np.quantile(errors, level, axis=0)
+    centre = combine(members)["equal"]
+    return centre - half_width, centre + half_width
+
+
+def coverage(actual: np.ndarray, lower: np.ndarray, upper: np.ndarray) -> float:
+    """Share of test values inside the interval."""
+    return float(np.mean((actual >= lower) & (actual <= upper)))
+
+
+def verdict(table, metric: str = "r2") -> str:
+    """One sentence: is the ensemble better than its average member on `metric`?"""
+    members = table[[str(name).startswith("member_") for name in table.index]][metric]
+    ensemble_value = table.loc["ensemble", metric]
+    better = ensemble_value > members.mean()
+    return (f"The ensemble's {metric} is {ensemble_value:.4f}; its members average "
+            f"{members.mean():.4f} (best {members.max():.4f}). The ensemble is "
+            f"{'better' if better else 'NOT better'} than its average member.")
+
+
+REGRESSION_COLUMNS = ("mae", "rmse", "r2")  # what ensemble.json records of each member
+DIRECTION_COLUMNS = ("accuracy", "precision", "recall", "roc_auc", "p_value_vs_majority")
+
+
+@dataclass
+class EnsembleScores:
+    """The ensembles, members and baselines on the test period, and what ensemble.json keeps."""
+
+    table: pd.DataFrame  # one row per ensemble, member and baseline (or the majority class)
+    metric: str  # the column the verdict and the figure compare: r2, or accuracy for direction
+    section: dict  # the ensemble's rows for metrics.json, under `metrics` or `classification`
+    member_columns: tuple[str, ...] = field(default=REGRESSION_COLUMNS)
+
+    def verdict(self) -> str:
+        return verdict(self.table, self.metric)
+
+
+def score_ensemble(dataset: Dataset, scalers: dict, members: list[Member],
+                   params: RunParams) -> EnsembleScores:
+    """Score both combinations, every member and the baselines on the test windows.
+
+    Regression: every metric in both spaces, the table in ROI percent, best R² first. Direction:
+    the equal-weight ensemble and the members' probabilities against the majority class.
+    """
+    combined, test_idx = combine(members), dataset.test_idx
+    each = {f"member_{m.seed}": m.test for m in members}
+    if params.task_spec.classifies:
+        scores = evaluate.score_direction(dataset, {"ensemble": combined["equal"], **each}, test_idx,
+                                          params.direction_of)
+        table = pd.DataFrame(scores).T.sort_values("accuracy", ascending=False)
+        return EnsembleScores(table, "accuracy", {"classification": {"ensemble": scores["ensemble"]}},
+                              DIRECTION_COLUMNS)
+    forecasts = {"ensemble": combined["equal"], "ensemble_val_weighted": combined["val_weighted"], **each,
+                 **evaluate.baseline_forecasts(dataset, scalers, test_idx, params.model_plugins)}
+    metrics = evaluate.score(dataset, scalers, forecasts, test_idx)
+    section = {"metrics": {space: {"ensemble": metrics[space]["ensemble"]} for space in metrics}}
+    return EnsembleScores(evaluate.metrics_table(metrics, "roi_pct"), "r2", section)
+
+
+def interval_coverage(dataset: Dataset, members: list[Member], params: RunParams) -> dict[str, float]:
+    """Test coverage of the members' spread and of the calibrated interval at `params.interval`,
+    printed with their mean widths; {} for the direction task, whose probabilities have none."""
+    if params.task_spec.classifies:
+        print("The direction task forecasts probabilities: there is no interval to check.")
+        return {}
+    level = params.interval
+    actual = {period: dataset.target_rows(dataset.indices(period)) for period in ("val", "test")}
+    intervals = {"members' spread": spread_interval(members, level),
+                 "calibrated on validation": calibrated_interval(members, actual["val"], level)}
+    coverages = {}
+    for name, (lower, upper) in intervals.items():
+        covered = coverages[name] = coverage(actual["test"], lower, upper)
+        print(f"nominal {level:.0%} interval, {name}: covers {covered:.1%} of test values, "
+              f"mean width {float((upper - lower).mean()):.4f} (scaled)")
+    return coverages
+
+
+def backtest(dataset: Dataset, scalers: dict, members: list[Member], params: RunParams) -> pd.DataFrame:
+    """`trading.long_short_backtest` of the equal-weight ensemble on the test period: ranked by its
+    forecast ROI, or by its probability of an up day for the direction task."""
+    combined = combine(members)["equal"]
+    signal = combined - 0.5 if params.task_spec.classifies else to_roi_pct(combined, scalers)
+    test = dataset.test_idx
+    return trading.long_short_backtest(signal, dataset.target_rows(test, "returns_pct"),
+                                       dataset.target_rows(test, "dates"), dataset.assets,
+                                       params.trading_cost_bps)
+
+
+def record(path: Path, members: list[Member], scores: EnsembleScores, seconds: float,
+           coverage: dict) -> dict:
+    """Write ensemble.json: the ensemble's rows, its members and its training time.
+
+    It is 05's own section of metrics.json (`roicast.runs.store.assemble_metrics` merges it in): the
+    ensemble's scores under `metrics` (regression) or `classification` (direction), beside 04's.
+    """
+    parts: dict = {"ensemble_fit_seconds": seconds, "interval_coverage": coverage,
+                   "members": [{"seed": m.seed, "variant": m.variant, "val_loss": m.val_loss,
+                                **{k: scores.table.loc[f"member_{m.seed}", k] for k in scores.member_columns}}
+                               for m in members],
+                   **scores.section}
+    write_json(path, parts)
+    return parts

@@ -1,0 +1,162 @@
+"""The network's forecast distribution: from its location and scale per asset to a joint Gaussian.
+
+A network trained with `output='distribution'` gives each asset a location and a scale of its
+target, in the target's scaled units. Three steps make that a `distribution.Forecast`:
+
+- the members of an ensemble are mixed (`mixture`: the mixture's mean and variance, by the law
+  of total variance), so their disagreement widens the forecast;
+- the assets' correlation comes from the training residuals standardised by the forecast scale,
+  shrunk by scikit-learn's Ledoit–Wolf estimator (`residual_correlation`): the network forecasts
+  each asset's margin, not their dependence;
+- the target's scaler is inverted (`to_forecast`), so a 'sum' target (`target='sum'`,
+  `horizon_days` H) gives the H-day log return the M6 scores use.
+
+`YearlyNetwork` is a forecaster for `roicast.evaluation.m6.evaluate`: it retrains the network(s) once per
+calendar year on the `train_years` before it, from the returns the evaluation hands it.
+"""
+
+import tempfile
+from pathlib import Path
+
+import keras
+import numpy as np
+import pandas as pd
+from sklearn.covariance import LedoitWolf
+
+from roicast.config import RunParams
+from roicast.errors import ParameterError
+from roicast.features import preprocess
+from roicast.features.dataset import Dataset
+from roicast.features.windows import sample_indices, year_splits
+from roicast.models import training
+from roicast.models.distribution import Forecast
+
+
+def mixture(locations: np.ndarray, scales: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and standard deviation of an equal-weight mixture of Gaussians (members on axis 0):
+    the mean of the members' means, and the mean of their variances plus the variance of their
+    means."""
+    locations, scales = np.asarray(locations, float), np.asarray(scales, float)
+    mean = locations.mean(axis=0)
+    variance = (scales**2).mean(axis=0) + locations.var(axis=0)
+    return mean, np.sqrt(variance)
+
+
+def residual_correlation(actual: np.ndarray, location: np.ndarray, scale: np.ndarray) -> np.ndarray:
+    """The assets' correlation (assets × assets) of standardised residuals (samples × assets), by
+    Ledoit–Wolf shrinkage of their covariance, rescaled to a unit diagonal."""
+    residuals = (np.asarray(actual, float) - location) / scale
+    covariance = LedoitWolf().fit(residuals).covariance_
+    sd = np.sqrt(np.diag(covariance))
+    return covariance / np.outer(sd, sd)
+
+
+def to_forecast(assets: list[str], location: np.ndarray, scale: np.ndarray, correlation: np.ndarray,
+                scalers: dict) -> Forecast:
+    """A `Forecast` of the target in log-return units (not percent) from one window's location and
+    scale in scaled units; the target's scaler is affine per asset, so a scale maps by its slope."""
+    intercept = preprocess.to_roi_pct(np.zeros((1, len(assets))), scalers)[0]
+    slope = preprocess.to_roi_pct(np.ones((1, len(assets))), scalers)[0] - intercept
+    sd = np.abs(slope) * scale / 100
+    return Forecast(list(assets), (intercept + slope * location) / 100, correlation * np.outer(sd, sd))
+
+
+def prices_of(returns: pd.DataFrame) -> pd.DataFrame:
+    """A price table (starting at 1) whose daily log returns are `returns` (dates × assets)."""
+    first = returns.index[0] - pd.Timedelta(days=1)
+    levels = np.exp(np.vstack([np.zeros((1, returns.shape[1])), np.cumsum(returns.to_numpy(), axis=0)]))
+    return pd.DataFrame(levels, index=returns.index.insert(0, first), columns=returns.columns)
+
+
+class YearlyNetwork:
+    """The distribution network as an m6 forecaster, retrained for each calendar year.
+
+    Called with the daily log returns up to a period's eve (`asof`), it trains, on the first call
+    in a new year, `members` networks (seeds seed, seed + 1, …) on the windows whose H-day target
+    ends in the `train_years` calendar years before it (early-stopped on their last
+    `val_fraction`), never on a day of that year. Every call then forecasts from the window that
+    ends on `asof` and returns the members' mixture. `forecasts[view][asof]` keeps the
+    forecasts of two views, each with the correlation of its own training residuals: the
+    'mixture' (returned) and the 'first member' alone, so that both can be scored from one run
+    (`m6.score_forecasts`).
+    """
+
+    VIEWS = {"mixture": slice(None), "first member": slice(0, 1)}
+
+    def __init__(self, params: RunParams, train_years: int = 5, members: int = 1, verbose: int = 0):
+        if not params.distributional or params.target != "sum":
+            raise ParameterError("YearlyNetwork needs output='distribution' and target='sum' (the "
+                                 "H-day log return it forecasts)")
+        self.params, self.train_years, self.members, self.verbose = params, train_years, members, verbose
+        self.year: int | None = None
+        self.forecasts: dict[str, dict[pd.Timestamp, Forecast]] = {view: {} for view in self.VIEWS}
+        self.fits: list[dict] = []
+        self.networks = training.CompiledNetworks()  # one traced graph for every member and year
+
+    def _history(self, returns: pd.DataFrame, year: int) -> pd.DataFrame:
+        """The returns from a year before the training years (room for the first windows) on."""
+        return returns.loc[f"{year - self.train_years - 1}-01-01":]
+
+    def _fit(self, returns: pd.DataFrame, year: int) -> None:
+        params = self.params
+        prices = prices_of(self._history(returns, year))
+        probe, _, _ = preprocess.build_dataset(prices, params)  # only for the samples' target dates
+        samples = sample_indices(len(probe.features), probe.seq_len, probe.horizon)
+        split = year_splits(samples, probe.target_rows(samples, "dates"), [year], params.val_fraction,
+                            max(params.smooth_window, probe.horizon), self.train_years)[0]
+        dataset, self.scalers, _ = preprocess.build_dataset(prices, params, split=split)
+        self.assets = [str(a) for a in dataset.assets]
+        self.weights, locations, scales = [], [], []
+        with tempfile.TemporaryDirectory() as work:
+            for k in range(self.members):
+                network = training.Network(params, Path(work) / f"member_{k}", params.seed + k,
+                                           self.verbose, self.networks)
+                network.fit(dataset, dataset.train_idx)
+                self.model = network.result.model
+                self.weights.append(self.model.get_weights())
+                location, scale = network.predict_distribution(dataset, dataset.train_idx)
+                locations.append(location)
+                scales.append(scale)
+                info = network.result.info
+                self.fits.append({"year": year, "member": k, "epochs_run": info["epochs_run"],
+                                  "best_val_loss": info["best_val_loss"], "fit_seconds": info["fit_seconds"]})
+        actual = dataset.target_rows(dataset.train_idx)
+        self.correlations = {view: residual_correlation(actual, *mixture(np.array(locations)[chosen],
+                                                                         np.array(scales)[chosen]))
+                             for view, chosen in self.VIEWS.items()}
+        self.year = year
+
+    def member_outputs(self, returns: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+        """Each member's location and scale (members × assets, scaled units) for the window
+        ending on the returns' last day."""
+        latest = preprocess.series_until(prices_of(self._history(returns, self.year)), self.params,
+                                         self.scalers)
+        window = latest.features[-latest.seq_len:].reshape(1, latest.seq_len, -1)
+        outputs = []
+        for weights in self.weights:  # the members share one network (`training.CompiledNetworks`)
+            self.model.set_weights(weights)
+            outputs.append(keras.ops.convert_to_numpy(self.model(window, training=False))[0])
+        outputs = np.array(outputs)
+        half = outputs.shape[1] // 2
+        return outputs[:, :half], outputs[:, half:]
+
+    def __call__(self, history: pd.DataFrame, horizon_days: int) -> Forecast:
+        if horizon_days != self.params.horizon_days:
+            raise ParameterError(f"this network forecasts {self.params.horizon_days}-day returns, "
+                                 f"not {horizon_days}-day ones: set horizon_days={horizon_days}")
+        asof = history.index[-1]
+        if asof.year != self.year:
+            self._fit(history, asof.year)
+        locations, scales = self.member_outputs(history)
+        for view, chosen in self.VIEWS.items():
+            self.forecasts[view][asof] = to_forecast(self.assets, *mixture(locations[chosen], scales[chosen]),
+                                                     self.correlations[view], self.scalers)
+        return self.forecasts["mixture"][asof]
+
+
+def dataset_distribution(models: list[keras.Model], dataset: Dataset,
+                         indices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The mixture's location and scale (scaled units) of several distribution networks (an
+    ensemble's members) for some samples."""
+    parts = [training.predict_distribution(model, dataset, indices) for model in models]
+    return mixture([p[0] for p in parts], [p[1] for p in parts])

@@ -1,0 +1,1 @@
+"""Runs: the notebook chain, its store of records, reports, sweeps and tracking."""
