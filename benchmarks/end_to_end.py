@@ -11,6 +11,7 @@ import argparse
 import json
 import math
 import os
+import re
 import statistics
 import subprocess
 import sys
@@ -57,10 +58,13 @@ def default_run(lib: Path | None) -> tuple[float, dict[str, float], dict, pd.Dat
     return wall, metrics["timings_s"], metrics, forecast
 
 
+TIMING = re.compile(r"tim(e|ing)|seconds|wall|_s$")  # keys of measured durations
+
+
 def numbers(record, prefix: str = "") -> dict[str, float]:
     """Every number of a nested record by its path, timings left out (they differ by design)."""
     if isinstance(record, dict):
-        return {path: value for key, item in record.items() if "time" not in str(key)
+        return {path: value for key, item in record.items() if not TIMING.search(str(key))
                 for path, value in numbers(item, f"{prefix}/{key}").items()}
     if isinstance(record, list):
         return {path: value for i, item in enumerate(record)

@@ -14,7 +14,7 @@ import pytest
 from roicast import paths
 from roicast.config import RunParams, validate_params
 from roicast.errors import ParameterError
-from roicast.evaluation import evaluate
+from roicast.evaluation import ensemble_scores, evaluate
 from roicast.evaluation.significance import information_coefficient
 from roicast.features.preprocess import build_dataset, scaler_from_dict, to_roi_pct, transform_stages
 from roicast.models import ensemble
@@ -150,12 +150,12 @@ def test_the_raw_target_ensemble_is_recorded_like_the_smoothed_one(raw_run, tmp_
     params, arrays, scalers, _ = raw_run
     members = [_member(seed, _noisy_truth(arrays, seed), arrays.target[arrays.val_idx])
                for seed in (1, 2)]
-    scores = ensemble.score_ensemble(arrays, scalers, members, params)
+    scores = ensemble_scores.score_ensemble(arrays, scalers, members, params)
     assert "ceiling" not in scores.table.index and "zero" in scores.table.index
-    coverages = ensemble.interval_coverage(arrays, members, params)
-    parts = ensemble.record(tmp_path / "ensemble.json", members, scores, 1.0, coverages)
+    coverages = ensemble_scores.interval_coverage(arrays, members, params)
+    parts = ensemble_scores.record(tmp_path / "ensemble.json", members, scores, 1.0, coverages)
     assert set(parts["metrics"]) == {"scaled", "roi_pct"} and parts["members"][0]["r2"] > 0.5
-    assert len(ensemble.backtest(arrays, scalers, members, params)) == len(arrays.test_idx)
+    assert len(ensemble_scores.backtest(arrays, scalers, members, params)) == len(arrays.test_idx)
 
 
 # --- the direction task -------------------------------------------------------------------
@@ -182,14 +182,14 @@ def test_the_direction_ensemble_and_its_members_are_recorded(direction_run, tmp_
     n_val = len(arrays.val_idx)
     members = [_member(seed, _probabilities(arrays, seed), np.full((n_val, len(arrays.assets)), 0.5))
                for seed in (1, 2, 3)]
-    scores = ensemble.score_ensemble(arrays, scalers, members, params)
+    scores = ensemble_scores.score_ensemble(arrays, scalers, members, params)
     assert scores.metric == "accuracy" and {"ensemble", "majority", "member_1"} <= set(scores.table.index)
     assert "members average" in scores.verdict()
-    assert ensemble.interval_coverage(arrays, members, params) == {}
-    parts = ensemble.record(tmp_path / "ensemble.json", members, scores, 1.0, {"level": 0.9})
+    assert ensemble_scores.interval_coverage(arrays, members, params) == {}
+    parts = ensemble_scores.record(tmp_path / "ensemble.json", members, scores, 1.0, {"level": 0.9})
     assert set(parts["classification"]) == {"ensemble"} and "metrics" not in parts
     assert [set(m) >= {"accuracy", "roc_auc", "p_value_vs_majority"} for m in parts["members"]] == [True] * 3
-    assert len(ensemble.backtest(arrays, scalers, members, params)) == len(arrays.test_idx)
+    assert len(ensemble_scores.backtest(arrays, scalers, members, params)) == len(arrays.test_idx)
 
 
 # --- the headline, the run page and the page of runs --------------------------------------

@@ -14,9 +14,7 @@ train side by side as one model in this process (`roicast.models.member_stack`).
 member is the network its seed and variant give when trained alone, to the last bit (tests).
 Members may also train on bootstrap resamples of the training windows. Two combinations are
 reported: equal weights, and weights proportional to the inverse validation loss (validation
-only, never the test period). `score_ensemble`, `interval_coverage` and `backtest` fit the
-run's task: regression members are scored against the baselines, direction members against the
-majority class.
+only, never the test period); `roicast.evaluation.ensemble_scores` scores them.
 """
 
 import pickle
@@ -25,12 +23,11 @@ import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import keras
 import numpy as np
-import pandas as pd
 from dask.distributed import Client, as_completed
 
 from roicast.compute import members_ahead
@@ -38,14 +35,12 @@ from roicast.compute.cluster import connect, local_workers, scheduler_address, w
 from roicast.compute.member_process import train_in_child
 from roicast.config import RunParams
 from roicast.errors import RoicastError
-from roicast.evaluation import evaluate, trading
 from roicast.features.dataset import Dataset
-from roicast.features.preprocess import to_roi_pct
 from roicast.models import backends
 from roicast.models.member_stack import MemberSpec, stacks, train_stack
 from roicast.models.training import CompiledNetworks, predict, train
 from roicast.runs import store
-from roicast.runs.artefacts import atomic_path, write_json
+from roicast.runs.artefacts import atomic_path
 
 
 @dataclass
@@ -236,131 +231,3 @@ def train_members(dataset: Dataset, params: RunParams, run_dir: Path, first_mode
     trained = train_seeds(dataset, params, seeds, out, workers, variants, scheduler)
     return [first, *trained], {"wall_seconds": time.perf_counter() - start, "workers": workers,
                                "scheduler": scheduler, "ahead": False}
-
-
-def combine(members: list[Member], period: str = "test") -> dict[str, np.ndarray]:
-    """Equal-weight and inverse-validation-loss-weight averages of the members' forecasts."""
-    stacked = np.stack([getattr(m, period) for m in members])
-    weights = 1 / np.array([m.val_loss for m in members])
-    return {"equal": stacked.mean(axis=0),
-            "val_weighted": np.tensordot(weights / weights.sum(), stacked, axes=1)}
-
-
-def spread_interval(members: list[Member], level: float) -> tuple[np.ndarray, np.ndarray]:
-    """Central `level` interval of the members' test forecasts (empirical quantiles)."""
-    stacked = np.stack([m.test for m in members])
-    tail = (1 - level) / 2
-    return np.quantile(stacked, tail, axis=0), np.quantile(stacked, 1 - tail, axis=0)
-
-
-def calibrated_interval(members: list[Member], val_actual: np.ndarray,
-                        level: float) -> tuple[np.ndarray, np.ndarray]:
-    """The equal-weight ensemble ± the `level` quantile of its absolute validation errors.
-
-    Split conformal prediction per asset: calibrated on the validation period only, so
-    its test coverage is an honest check, unlike the members' spread, which measures
-    only how much the members disagree.
-    """
-    errors = np.abs(np.asarray(val_actual) - combine(members, "val")["equal"])
-    half_width = np.quantile(errors, level, axis=0)
-    centre = combine(members)["equal"]
-    return centre - half_width, centre + half_width
-
-
-def coverage(actual: np.ndarray, lower: np.ndarray, upper: np.ndarray) -> float:
-    """Share of test values inside the interval."""
-    return float(np.mean((actual >= lower) & (actual <= upper)))
-
-
-def verdict(table, metric: str = "r2") -> str:
-    """One sentence: is the ensemble better than its average member on `metric`?"""
-    members = table[[str(name).startswith("member_") for name in table.index]][metric]
-    ensemble_value = table.loc["ensemble", metric]
-    better = ensemble_value > members.mean()
-    return (f"The ensemble's {metric} is {ensemble_value:.4f}; its members average "
-            f"{members.mean():.4f} (best {members.max():.4f}). The ensemble is "
-            f"{'better' if better else 'NOT better'} than its average member.")
-
-
-REGRESSION_COLUMNS = ("mae", "rmse", "r2")  # what ensemble.json records of each member
-DIRECTION_COLUMNS = ("accuracy", "precision", "recall", "roc_auc", "p_value_vs_majority")
-
-
-@dataclass
-class EnsembleScores:
-    """The ensembles, members and baselines on the test period, and what ensemble.json keeps."""
-
-    table: pd.DataFrame  # one row per ensemble, member and baseline (or the majority class)
-    metric: str  # the column the verdict and the figure compare: r2, or accuracy for direction
-    section: dict  # the ensemble's rows for metrics.json, under `metrics` or `classification`
-    member_columns: tuple[str, ...] = field(default=REGRESSION_COLUMNS)
-
-    def verdict(self) -> str:
-        return verdict(self.table, self.metric)
-
-
-def score_ensemble(dataset: Dataset, scalers: dict, members: list[Member],
-                   params: RunParams) -> EnsembleScores:
-    """Score both combinations, every member and the baselines on the test windows.
-
-    Regression: every metric in both spaces, the table in ROI percent, best R² first. Direction:
-    the equal-weight ensemble and the members' probabilities against the majority class.
-    """
-    combined, test_idx = combine(members), dataset.test_idx
-    each = {f"member_{m.seed}": m.test for m in members}
-    if params.task_spec.classifies:
-        scores = evaluate.score_direction(dataset, {"ensemble": combined["equal"], **each}, test_idx,
-                                          params.direction_of)
-        table = pd.DataFrame(scores).T.sort_values("accuracy", ascending=False)
-        return EnsembleScores(table, "accuracy", {"classification": {"ensemble": scores["ensemble"]}},
-                              DIRECTION_COLUMNS)
-    forecasts = {"ensemble": combined["equal"], "ensemble_val_weighted": combined["val_weighted"], **each,
-                 **evaluate.baseline_forecasts(dataset, scalers, test_idx, params.model_plugins)}
-    metrics = evaluate.score(dataset, scalers, forecasts, test_idx)
-    section = {"metrics": {space: {"ensemble": metrics[space]["ensemble"]} for space in metrics}}
-    return EnsembleScores(evaluate.metrics_table(metrics, "roi_pct"), "r2", section)
-
-
-def interval_coverage(dataset: Dataset, members: list[Member], params: RunParams) -> dict[str, float]:
-    """Test coverage of the members' spread and of the calibrated interval at `params.interval`,
-    printed with their mean widths; {} for the direction task, whose probabilities have none."""
-    if params.task_spec.classifies:
-        print("The direction task forecasts probabilities: there is no interval to check.")
-        return {}
-    level = params.interval
-    actual = {period: dataset.target_rows(dataset.indices(period)) for period in ("val", "test")}
-    intervals = {"members' spread": spread_interval(members, level),
-                 "calibrated on validation": calibrated_interval(members, actual["val"], level)}
-    coverages = {}
-    for name, (lower, upper) in intervals.items():
-        covered = coverages[name] = coverage(actual["test"], lower, upper)
-        print(f"nominal {level:.0%} interval, {name}: covers {covered:.1%} of test values, "
-              f"mean width {float((upper - lower).mean()):.4f} (scaled)")
-    return coverages
-
-
-def backtest(dataset: Dataset, scalers: dict, members: list[Member], params: RunParams) -> pd.DataFrame:
-    """`trading.long_short_backtest` of the equal-weight ensemble on the test period: ranked by its
-    forecast ROI, or by its probability of an up day for the direction task."""
-    combined = combine(members)["equal"]
-    signal = combined - 0.5 if params.task_spec.classifies else to_roi_pct(combined, scalers)
-    test = dataset.test_idx
-    return trading.long_short_backtest(signal, dataset.target_rows(test, "returns_pct"),
-                                       dataset.target_rows(test, "dates"), dataset.assets,
-                                       params.trading_cost_bps)
-
-
-def record(path: Path, members: list[Member], scores: EnsembleScores, seconds: float,
-           coverage: dict) -> dict:
-    """Write ensemble.json: the ensemble's rows, its members and its training time.
-
-    It is 05's own section of metrics.json (`roicast.runs.store.assemble_metrics` merges it in): the
-    ensemble's scores under `metrics` (regression) or `classification` (direction), beside 04's.
-    """
-    parts: dict = {"ensemble_fit_seconds": seconds, "interval_coverage": coverage,
-                   "members": [{"seed": m.seed, "variant": m.variant, "val_loss": m.val_loss,
-                                **{k: scores.table.loc[f"member_{m.seed}", k] for k in scores.member_columns}}
-                               for m in members],
-                   **scores.section}
-    write_json(path, parts)
-    return parts
