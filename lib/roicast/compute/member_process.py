@@ -1,5 +1,5 @@
-"""A dask task's training in a Python process of its own: ensemble members (05) and walk-forward
-folds (04) run this way.
+"""A dask task's work in a Python process of its own: the units of `compute.units` (ensemble
+members' shares in 05, walk-forward folds in 04) run this way on a cluster.
 
 A dask worker's own threads (its event loop, its comms) draw from Python's global `random`, the
 generator Keras takes its layers' default seeds from, so a network built beside them may start
@@ -17,13 +17,10 @@ import tempfile
 from pathlib import Path
 
 from roicast.compute.cluster import cores
-from roicast.config import RunParams
 from roicast.errors import RoicastError
-from roicast.features.dataset import Dataset
 
 CHILD = "from roicast.compute.member_process import child_main; child_main()"
 OUTCOME = "outcome.pickle"
-MEMBERS = "roicast.models.ensemble:train_in_turn"
 
 
 def threads_here(workers_per_host: dict[str, int]) -> int:
@@ -58,14 +55,8 @@ def run_in_child(target: str, args: tuple, kwargs: dict, backend: str,
         return outcome.read_bytes(), files
 
 
-def train_in_child(dataset: Dataset, params: RunParams, seeds: list[int], variants: list[dict], backend: str,
-                   workers_per_host: dict[str, int]) -> tuple[bytes, dict[str, bytes]]:
-    """Train some ensemble members in turn in a child process; return the pickled outcome (the
-    Members, or the exception raised) and the bytes of each saved model by file name."""
-    return run_in_child(MEMBERS, (dataset, params, seeds, variants), {}, backend, workers_per_host)
-
-
-def _function(target: str):
+def function_of(target: str):
+    """The function a `module:function` target names."""
     module, name = target.split(":")
     return getattr(importlib.import_module(module), name)
 
@@ -84,7 +75,7 @@ def child_main() -> None:
         if backends.name() != backend:
             raise RoicastError(f"the dask worker runs Keras on {backends.name()}, not {backend}; "
                                f"start the workers with KERAS_BACKEND={backend}.")
-        outcome = _function(target)(*args, **kwargs, out_dir=Path(out))
+        outcome = function_of(target)(*args, **kwargs, out_dir=Path(out))
     except Exception as exc:
         outcome = exc
     (Path(out) / OUTCOME).write_bytes(pickle.dumps(outcome))

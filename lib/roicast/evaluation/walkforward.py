@@ -12,10 +12,8 @@ members (`roicast.compute.cluster`), each in a process of its own (`roicast.comp
 fold's network is the one its seed gives. A failed fold is reported and the others kept.
 """
 
-import pickle
 import tempfile
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,15 +21,15 @@ import numpy as np
 import pandas as pd
 
 from roicast import plots
-from roicast.compute.cluster import connect, local_workers, workers_per_host
-from roicast.compute.member_process import run_in_child
+from roicast.compute.cluster import local_workers
+from roicast.compute.units import run_units
 from roicast.config import RunParams
 from roicast.errors import RoicastError
 from roicast.evaluation import evaluate, study
 from roicast.features import preprocess
 from roicast.features.dataset import Dataset
 from roicast.features.windows import default_test_years, sample_indices, walk_forward_splits, year_splits
-from roicast.models import backends, training
+from roicast.models import training
 from roicast.runs import store
 from roicast.runs.artefacts import read_parquet
 
@@ -111,7 +109,7 @@ def train_members(dataset: Dataset, params: RunParams, work: Path,
 
 
 def run_fold(prices: pd.DataFrame, params: RunParams, fold: int, label: str,
-             split: dict[str, np.ndarray], out_dir: Path, verbose: int = 0) -> Fold:
+             split: dict[str, np.ndarray], verbose: int = 0, *, out_dir: Path) -> Fold:
     """Refit everything on one fold's training period, train its network(s), score its test period.
 
     The seconds of the whole fold (dataset, training, baselines, scores) are recorded in space
@@ -129,39 +127,6 @@ def run_fold(prices: pd.DataFrame, params: RunParams, fold: int, label: str,
                for space, predictors in scores.items() for predictor, values in predictors.items()
                for metric, value in values.items()]
     return Fold(fold, label, info["periods"], records)
-
-
-def _here(prices: pd.DataFrame, params: RunParams, jobs: list[tuple], work_root: Path,
-          verbose: int) -> Iterator[tuple[int, str, Fold | Exception]]:
-    """The folds one after another in this process, each failure caught and handed on."""
-    for fold, label, split in jobs:
-        try:
-            yield fold, label, run_fold(prices, params, fold, label, split, Path(work_root), verbose)
-        except Exception as exc:
-            yield fold, label, exc
-
-
-def _on_cluster(prices: pd.DataFrame, params: RunParams, jobs: list[tuple], scheduler: str | None,
-                workers: int) -> Iterator[tuple[int, str, Fold | Exception]]:
-    """The folds as dask tasks, each in a process of its own, handed on as each finishes.
-
-    The prices travel to the cluster once, not once per fold.
-    """
-    from dask.distributed import as_completed
-
-    with connect(scheduler, workers) as client:
-        shares = workers_per_host(client)
-        [shared] = client.scatter([prices])
-        futures = {client.submit(run_in_child, FOLD, (shared, params, fold, label, split), {},
-                                 backends.name(), shares, pure=False): (fold, label)
-                   for fold, label, split in jobs}
-        for future in as_completed(futures):
-            fold, label = futures[future]
-            try:
-                outcome = pickle.loads(future.result()[0])
-            except Exception as exc:
-                outcome = exc
-            yield fold, label, outcome
 
 
 def _report(done: int, total: int, label: str, outcome: Fold | Exception) -> None:
@@ -185,21 +150,18 @@ def run_folds(prices: pd.DataFrame, dataset: Dataset, params: RunParams, work_ro
     """Every fold, in fold order, and the error of each fold that failed (by label).
 
     On the cluster at `scheduler` if given, else on a LocalCluster of `workers` processes when
-    `workers` ≥ 2, else one after another in this process.
+    `workers` ≥ 2, else one after another in this process (`compute.units`).
     """
-    jobs = [(fold, label, split) for fold, (label, split) in enumerate(
-        zip(fold_labels(dataset, params), fold_splits(dataset, params), strict=True), start=1)]
-    if scheduler or workers >= 2:
-        outcomes = _on_cluster(prices, params, jobs, scheduler, workers)
-    else:
-        outcomes = _here(prices, params, jobs, work_root, verbose)
+    jobs = {label: (fold, label, split, verbose) for fold, (label, split) in enumerate(
+        zip(fold_labels(dataset, params), fold_splits(dataset, params), strict=True), start=1)}
     folds, failed = [], {}
-    for done, (_, label, outcome) in enumerate(outcomes, start=1):
-        _report(done, len(jobs), label, outcome)
-        if isinstance(outcome, Exception):
-            failed[label] = f"{type(outcome).__name__}: {outcome}"
+    for finished, done in enumerate(run_units(FOLD, (prices, params), jobs, scheduler, workers, work_root),
+                                    start=1):
+        _report(finished, len(jobs), done.key, done.value)
+        if done.failed:
+            failed[done.key] = f"{type(done.value).__name__}: {done.value}"
         else:
-            folds.append(outcome)
+            folds.append(done.value)
     return sorted(folds, key=lambda fold: fold.fold), failed
 
 

@@ -17,26 +17,23 @@ reported: equal weights, and weights proportional to the inverse validation loss
 only, never the test period); `roicast.evaluation.ensemble_scores` scores them.
 """
 
-import pickle
 import shutil
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import keras
 import numpy as np
-from dask.distributed import Client, as_completed
 
 from roicast.compute import members_ahead
-from roicast.compute.cluster import connect, local_workers, scheduler_address, workers_per_host
-from roicast.compute.member_process import train_in_child
+from roicast.compute.cluster import local_workers, scheduler_address
+from roicast.compute.units import on_cluster, run_units
 from roicast.config import RunParams
 from roicast.errors import RoicastError
 from roicast.features.dataset import Dataset
-from roicast.models import backends
 from roicast.models.member_stack import MemberSpec, stacks, train_stack
 from roicast.models.training import CompiledNetworks, predict, train
 from roicast.runs import store
@@ -135,7 +132,6 @@ def train_here(dataset: Dataset, params: RunParams, seeds: list[int], variants: 
             info = {"best_val_loss": result.best_val_loss, "epochs_run": result.epochs_run,
                     "fit_seconds": result.fit_seconds}
             trained[spec.seed] = _as_member(result.model, dataset, spec.seed, spec.variant, info)
-            _report(trained[spec.seed])
     return [trained[seed] for seed in seeds]
 
 
@@ -150,47 +146,51 @@ def train_in_turn(dataset: Dataset, params: RunParams, seeds: list[int], variant
     return trained
 
 
-def train_on_cluster(client: Client, dataset: Dataset, params: RunParams, seeds: list[int],
-                     variants: list[dict], out_dir: Path) -> list[Member]:
-    """The members as dask tasks, one per worker, each training its share of the members in
-    turn in a process of its own (`member_process`): one TensorFlow import and one trace per
-    share, not per member. Seed k goes to share k mod workers, so the same seeds meet the same
-    order. Reported as each share finishes, returned in seed order.
+MEMBERS_IN_TURN = "roicast.models.ensemble:train_in_turn"  # a share of members in a dask task's process
+MEMBERS_SIDE_BY_SIDE = "roicast.models.ensemble:train_here"  # every member here, as one model
 
-    The dataset travels to the cluster once; the first failure stops the ensemble (leaving the
-    client's `with` block cancels the other tasks).
-    """
-    shares = workers_per_host(client)
-    n_shares = max(1, min(len(seeds), sum(shares.values())))
-    [shared] = client.scatter([dataset])
-    futures = {client.submit(train_in_child, shared, params, seeds[k::n_shares], variants[k::n_shares],
-                             backends.name(), shares, pure=False): k for k in range(n_shares)}
-    trained = {}
-    for future in as_completed(futures):
-        k = futures[future]
-        with _naming(seeds[k::n_shares], variants[k::n_shares]):
-            outcome, models = future.result()
-            members = pickle.loads(outcome)
-            if isinstance(members, Exception):
-                raise members
-        for member in members:
-            name = store.member_file(member.seed)
-            with atomic_path(Path(out_dir) / name) as tmp:
-                tmp.write_bytes(models[name])
-            _report(member)
-            trained[member.seed] = member
-    return [trained[seed] for seed in seeds]
+
+def member_shares(seeds: list[int], variants: list[dict]) -> Callable[[int], dict[int, tuple]]:
+    """The members split into one share per worker: seed k goes to share k mod workers, so the
+    same seeds meet the same order."""
+    def split(workers: int) -> dict[int, tuple]:
+        n = max(1, min(len(seeds), workers))
+        return {k: (seeds[k::n], variants[k::n]) for k in range(n)}
+    return split
 
 
 def train_seeds(dataset: Dataset, params: RunParams, seeds: list[int], out_dir: Path, workers: int,
                 variants: list[dict] | None = None, scheduler: str | None = None) -> list[Member]:
-    """One member per seed (with its variant, if given), in seed order: on the cluster of
-    `scheduler` if given, else on a LocalCluster of `workers` processes, or here when 0."""
+    """One member per seed (with its variant, if given), in seed order, saved in `out_dir`.
+
+    On the cluster of `scheduler` if given, or a LocalCluster of `workers` processes, each task
+    trains its share of the members in turn in a process of its own (`compute.member_process`):
+    one TensorFlow import and one trace per share, not per member; the dataset travels to the
+    cluster once. Else here, side by side (`train_here`). A share that fails is reported and the
+    members of the others are kept (`compute.units`); when no member is left, one RoicastError
+    names every failure.
+    """
     variants = variants or [{}] * len(seeds)
-    if not seeds or not (scheduler or workers):
-        return train_here(dataset, params, seeds, variants, out_dir)
-    with connect(scheduler, workers) as client:
-        return train_on_cluster(client, dataset, params, seeds, variants, out_dir)
+    if not seeds:
+        return []
+    target = MEMBERS_IN_TURN if on_cluster(scheduler, workers) else MEMBERS_SIDE_BY_SIDE
+    trained, failures = {}, []
+    for done in run_units(target, (dataset, params), member_shares(seeds, variants), scheduler, workers,
+                          work_root=out_dir):
+        if done.failed:
+            failures.append(str(done.value) if isinstance(done.value, RoicastError)
+                            else f"{type(done.value).__name__}: {done.value}")
+            print(f"FAILED: {failures[-1]}", flush=True)
+            continue
+        for member in done.value:
+            name = store.member_file(member.seed)
+            with atomic_path(Path(out_dir) / name) as tmp:
+                tmp.write_bytes(done.files[name])
+            _report(member)
+            trained[member.seed] = member
+    if not trained:
+        raise RoicastError("; ".join(failures))
+    return [trained[seed] for seed in seeds if seed in trained]
 
 
 def _where(scheduler: str | None, workers: int) -> str:
