@@ -11,7 +11,7 @@ from roicast.errors import ParameterError
 from roicast.evaluation import m6
 from roicast.features.preprocess import build_dataset, fit_scaler, scaler_to_dict
 from roicast.models import distribution
-from roicast.models.network_distribution import mixture, residual_correlation, to_forecast
+from roicast.models.network_distribution import mixture, residual_correlation, scale_calibration, to_forecast
 
 keras = pytest.importorskip("keras")
 from roicast.forecasting.forecast import Ensemble  # noqa: E402
@@ -39,6 +39,14 @@ def test_the_mixture_has_the_law_of_total_variance():
     np.testing.assert_allclose(sd, np.sqrt([1.0 + 1.0, 4.0]))  # E[var] + var[mean]
     draws = np.concatenate([np.random.default_rng(0).normal(m, 1.0, 200_000) for m in (0.0, 2.0)])
     assert abs(draws.std() - sd[0]) < 0.01
+
+
+def test_the_scale_is_widened_to_the_spread_of_held_out_residuals():
+    """A scale half the residuals' spread is doubled; one already right is kept."""
+    rng = np.random.default_rng(0)
+    actual = rng.normal(1.0, 2.0, (4000, 3))
+    assert scale_calibration(actual, np.ones(3), np.ones(3)) == pytest.approx(2.0, rel=0.03)
+    assert scale_calibration(actual, np.ones(3), np.full(3, 2.0)) == pytest.approx(1.0, rel=0.03)
 
 
 def test_the_residual_correlation_is_shrunk_towards_none_with_a_unit_diagonal():
@@ -148,5 +156,6 @@ def test_the_yearly_network_forecasts_each_month_from_the_years_before():
     assert np.all(evaluation.probabilities.sum(axis=-1) == pytest.approx(1))
     first = network.forecasts["first member"][evaluation.periods["asof"].iloc[0]]
     assert not np.allclose(first.scale, forecasts[0].scale)
+    assert set(network.calibration) == set(network.VIEWS) and all(c > 0 for c in network.calibration.values())
     with pytest.raises(ParameterError, match="horizon_days=20"):
         network(distribution.log_returns(prices), 20)

@@ -130,7 +130,7 @@ def test_a_failed_fold_is_reported_and_the_others_kept(four_years, monkeypatch, 
     arrays, _, _ = build_dataset(prices, params)
     labels = walkforward.fold_labels(arrays, params)
 
-    def fake_fold(prices, params, fold, label, split, out_dir, verbose=0):
+    def fake_fold(prices, params, fold, label, split, verbose=0, *, out_dir):
         if fold == 1:
             raise ValueError("no luck")
         return walkforward.Fold(fold, label, {p: {"start": "", "end": ""} for p in ("train", "test")},

@@ -233,18 +233,21 @@ def network_forecaster(models: list, train: Dataset, scalers: dict,
     """A run's distribution network(s) (output='distribution', target='sum'; several: their
     mixture) as a predictor of this module: the forecast at sample s of `on` (default: `train`,
     the run's dataset; 06 passes the new prices'), in log units, correlated across assets as the
-    standardised training residuals are (`models.network_distribution`, imported here: it loads Keras)."""
+    standardised training residuals are, its scale calibrated on the validation windows
+    (`models.network_distribution`, imported here: it loads Keras)."""
     from roicast.models import network_distribution as nd
 
     location, scale = nd.dataset_distribution(models, train, train.train_idx)
     correlation = nd.residual_correlation(train.target_rows(train.train_idx), location, scale)
+    widen = nd.scale_calibration(train.target_rows(train.val_idx),
+                                 *nd.dataset_distribution(models, train, train.val_idx))
     assets = [str(asset) for asset in train.assets]
     on = train if on is None else on
 
     def forecasts(indices: np.ndarray) -> list[Forecast]:
         locations, scales = nd.dataset_distribution(models, on, indices)
-        return [nd.to_forecast(assets, *moments, correlation, scalers)
-                for moments in zip(locations, scales, strict=True)]
+        return [nd.to_forecast(assets, location, scale * widen, correlation, scalers)
+                for location, scale in zip(locations, scales, strict=True)]
 
     return forecasts
 

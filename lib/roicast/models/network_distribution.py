@@ -8,6 +8,9 @@ target, in the target's scaled units. Three steps make that a `distribution.Fore
 - the assets' correlation comes from the training residuals standardised by the forecast scale,
   shrunk by scikit-learn's Ledoit–Wolf estimator (`residual_correlation`): the network forecasts
   each asset's margin, not their dependence;
+- the scale is widened by one factor fitted on the validation windows (`scale_calibration`): the
+  network partly fits its training windows, so the scale it learns there is too small out of
+  sample (its 90 % intervals covered 84 % of months on 2018–2022 before);
 - the target's scaler is inverted (`to_forecast`), so a 'sum' target (`target='sum'`,
   `horizon_days` H) gives the H-day log return the M6 scores use.
 
@@ -49,6 +52,14 @@ def residual_correlation(actual: np.ndarray, location: np.ndarray, scale: np.nda
     covariance = LedoitWolf().fit(residuals).covariance_
     sd = np.sqrt(np.diag(covariance))
     return covariance / np.outer(sd, sd)
+
+
+def scale_calibration(actual: np.ndarray, location: np.ndarray, scale: np.ndarray) -> float:
+    """The factor that gives the standardised residuals of held-out samples (the validation
+    windows, never the test's) unit variance; one for all assets, which a few hundred overlapping
+    windows estimate far better than one per asset."""
+    standardised = (np.asarray(actual, float) - location) / scale
+    return float(np.sqrt(np.mean(standardised**2)))
 
 
 def to_forecast(assets: list[str], location: np.ndarray, scale: np.ndarray, correlation: np.ndarray,
@@ -124,7 +135,18 @@ class YearlyNetwork:
         self.correlations = {view: residual_correlation(actual, *mixture(np.array(locations)[chosen],
                                                                          np.array(scales)[chosen]))
                              for view, chosen in self.VIEWS.items()}
+        held_out = [self._outputs_on(dataset, dataset.val_idx, weights) for weights in self.weights]
+        self.calibration = {view: scale_calibration(dataset.target_rows(dataset.val_idx),
+                                                    *mixture([h[0] for h in held_out[chosen]],
+                                                             [h[1] for h in held_out[chosen]]))
+                            for view, chosen in self.VIEWS.items()}
         self.year = year
+
+    def _outputs_on(self, dataset: Dataset, indices: np.ndarray,
+                    weights: list) -> tuple[np.ndarray, np.ndarray]:
+        """One member's location and scale for some samples (the members share one network)."""
+        self.model.set_weights(weights)
+        return training.predict_distribution(self.model, dataset, indices)
 
     def member_outputs(self, returns: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
         """Each member's location and scale (members × assets, scaled units) for the window
@@ -149,7 +171,8 @@ class YearlyNetwork:
             self._fit(history, asof.year)
         locations, scales = self.member_outputs(history)
         for view, chosen in self.VIEWS.items():
-            self.forecasts[view][asof] = to_forecast(self.assets, *mixture(locations[chosen], scales[chosen]),
+            location, scale = mixture(locations[chosen], scales[chosen])
+            self.forecasts[view][asof] = to_forecast(self.assets, location, scale * self.calibration[view],
                                                      self.correlations[view], self.scalers)
         return self.forecasts["mixture"][asof]
 
