@@ -219,6 +219,15 @@ def test_the_direction_headline_holds_the_network_the_ensemble_and_the_majority_
     assert regression[0]["headline"] == regression[0]["r2_scaled"] == -0.01
 
 
+def test_the_headline_shows_every_predictor_scored_with_the_networks_first():
+    """A model plugged in by `model_plugins` reaches the command line and the pages like a baseline."""
+    scored = {name: {"r2": 0.1, "mae": 1.0, "direction_acc": 0.5}
+              for name in ("hybrid", "zero", "toy", "ensemble")}
+    metrics = {**REGRESSION_METRICS, "metrics": {"scaled": scored, "roi_pct": scored}}
+    shown = [row["predictor"] for row in reports.headline_rows(metrics)]
+    assert shown == ["hybrid", "ensemble", "zero", "toy"]
+
+
 def test_run_pages_show_accuracy_for_direction_and_r2_for_regression():
     for metrics in (DIRECTION_METRICS, REGRESSION_METRICS):
         folder = paths.report_dir(metrics["run_id"])

@@ -24,7 +24,7 @@ from roicast import paths
 from roicast.cli import main
 from roicast.compute import cluster, members_ahead
 from roicast.features.dataset import Dataset
-from roicast.runs import runner, store
+from roicast.runs import reports, runner, store
 from tests import chain
 from tests.chain import TINY
 
@@ -121,6 +121,7 @@ def test_walk_forward_multi_step_and_a_plugged_in_model_are_recorded_by_evaluate
         last = folds.query(f"fold == 2 and space == 'scaled' and predictor == '{name}' and metric == 'r2'")
         assert last["value"].item() == pytest.approx(metrics["metrics"]["scaled"][name]["r2"])
     assert set(folds.query("predictor == 'toy'")["fold"]) == {1, 2}
+    assert "toy" in [row["predictor"] for row in reports.headline_rows(metrics)]
     asof = metrics["forecast"]["asof"]
     forecast = pd.read_parquet(paths.run_dir("tiny-wf") / "forecasts" / f"{asof}.parquet")
     assert {"hybrid", "ridge", "persistence", "toy"} <= set(forecast["model"])

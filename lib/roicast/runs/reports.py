@@ -21,10 +21,7 @@ from roicast.forecasting.forecast_table import expected_returns
 from roicast.runs import store
 from roicast.runs.artefacts import atomic_path, copy_file, read_json, write_json
 
-REGRESSION_PREDICTORS = ("hybrid", "ensemble", "ridge", "ridge_decomposed", "persistence", "zero",
-                         "train_mean", "ceiling")
-DIRECTION_PREDICTORS = ("hybrid", "ensemble", "majority")
-HEADLINE_PREDICTORS = (*REGRESSION_PREDICTORS, "majority")  # the columns of the page of runs
+TRAINED = ("hybrid", "ensemble")  # shown first; every other predictor follows in the order it was scored
 REGRESSION_COLUMNS = (("r2_scaled", "R² (scaled)", "%.3f"), ("mae_roi_pct", "MAE (ROI %)", "%.4f"),
                       ("r2_roi_pct", "R² (ROI %)", "%.3f"), ("direction_acc", "direction accuracy", "%.3f"))
 DIRECTION_COLUMNS = (("accuracy", "accuracy", "%.3f"), ("roc_auc", "ROC AUC", "%.3f"),
@@ -57,13 +54,20 @@ def headline_columns(metrics: dict) -> tuple[tuple[str, str, str], ...]:
     return DIRECTION_COLUMNS if is_direction(metrics) else REGRESSION_COLUMNS
 
 
+def in_order(names) -> list[str]:
+    """Predictor names once each: the run's networks first, then the others as they came (the
+    baselines in the registry's order, a run's `model_plugins` after them)."""
+    names = list(dict.fromkeys(names))
+    return [name for name in TRAINED if name in names] + [name for name in names if name not in TRAINED]
+
+
 def _direction_rows(classification: dict) -> list[dict]:
     """The direction task's forecasters, in the keys of a regression row too: its accuracy is the
     direction accuracy, it has no R² or MAE (so the command line and sweeps read both alike)."""
     return [{"predictor": name, "r2_scaled": None, "mae_roi_pct": None, "r2_roi_pct": None,
              "direction_acc": classification[name]["accuracy"], "headline": classification[name]["accuracy"],
              **{key: classification[name].get(key) for key, _, _ in DIRECTION_COLUMNS}}
-            for name in DIRECTION_PREDICTORS if name in classification]
+            for name in in_order(classification)]
 
 
 def headline_rows(metrics: dict) -> list[dict]:
@@ -74,7 +78,7 @@ def headline_rows(metrics: dict) -> list[dict]:
         return _direction_rows(metrics["classification"])
     spaces = metrics.get("metrics", {})
     rows = []
-    for name in REGRESSION_PREDICTORS:
+    for name in in_order([*spaces.get("scaled", {}), *spaces.get("roi_pct", {})]):
         scaled = spaces.get("scaled", {}).get(name)
         roi = spaces.get("roi_pct", {}).get(name)
         if scaled or roi:
@@ -167,8 +171,9 @@ def collect_runs() -> list[dict]:
 
 def write_reports_index() -> Path:
     index = paths.reports_dir() / "index.html"
-    page = _templates.get_template("runs.html").render(runs=collect_runs(),
-                                                       predictors=HEADLINE_PREDICTORS)
+    runs = collect_runs()
+    page = _templates.get_template("runs.html").render(
+        runs=runs, predictors=in_order(name for run in runs for name in run["rows"]))
     with atomic_path(index) as tmp:
         tmp.write_text(page, encoding="utf-8")
     return index
