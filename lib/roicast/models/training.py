@@ -42,6 +42,7 @@ from roicast.features.dataset import Dataset
 from roicast.features.preprocess import direction_labels
 from roicast.models import backends, baselines
 from roicast.models.baselines import Persistence, SharedRidge
+from roicast.models.forecaster import Forecaster
 from roicast.models.hybrid import GaussianNLL, WeightedBinaryCrossentropy, build_model, load_model
 from roicast.runs import store
 from roicast.runs.artefacts import atomic_path, read_json, write_json
@@ -489,11 +490,14 @@ def refit(dataset: Dataset, params: RunParams, indices: np.ndarray, epochs: int,
                  fine_tune=True, schedule=rates)
 
 
-class Network:
-    """The network of `params` as a `Forecaster`: `fit` trains it on some samples (early-stopped on
-    the dataset's validation period, never its test period), `predict` runs it. `result` keeps
-    the training's history and info. Networks fitted one after another may share `networks`
-    (one traced graph); each must then predict before the next one fits."""
+class Network(Forecaster):
+    """The network of `params` as a `Forecaster` (not registered: 04, 05 and 06 call it by name):
+    `fit` trains it on some samples (early-stopped on the dataset's validation period, never its
+    test period), `predict` runs it. `result` keeps the training's history and info. Networks
+    fitted one after another may share `networks` (one traced graph); each must then predict
+    before the next one fits."""
+
+    name = "hybrid"
 
     def __init__(self, params: RunParams, work_dir: Path, seed: int | None = None, verbose: int = 0,
                  networks: CompiledNetworks | None = None):
