@@ -11,6 +11,7 @@ from roicast.forecasting import distforecast
 
 keras = pytest.importorskip("keras")
 from roicast.models import hybrid, training  # noqa: E402
+from roicast.models import network_distribution as nd  # noqa: E402
 
 H = 10
 
@@ -26,6 +27,12 @@ def network_run(sample_prices):
     return prices, params, dataset, scalers, model
 
 
+def _validation_calibration(model, dataset, scalers) -> nd.Calibration:
+    """What the forecaster fits on the validation windows, fitted here again."""
+    return nd.calibration_on(dataset.target_rows(dataset.val_idx),
+                             *nd.dataset_distribution([model], dataset, dataset.val_idx), scalers)
+
+
 def test_the_network_is_scored_beside_the_baselines_on_the_same_periods(network_run):
     _, params, dataset, scalers, model = network_run
     network = distscore.network_predictors(model, dataset, scalers, params.distributional)
@@ -35,7 +42,8 @@ def test_the_network_is_scored_beside_the_baselines_on_the_same_periods(network_
     network_scores = scored.evaluations["hybrid"]
     starts = network_scores.periods["position"].to_numpy()
     location = to_roi_pct(training.predict(model, dataset, starts), scalers) / 100
-    np.testing.assert_allclose(network_scores.mean, location, rtol=1e-5, atol=1e-9)
+    calibration = _validation_calibration(model, dataset, scalers)
+    np.testing.assert_allclose(network_scores.mean, calibration.location(location), rtol=1e-5, atol=1e-9)
     assert (network_scores.scale > 0).all()
     np.testing.assert_allclose(network_scores.realised, scored.evaluations["covariance"].realised)
     point = dataset.replace(target_of="smoothed")
@@ -52,4 +60,5 @@ def test_the_network_makes_the_m6_file_and_says_so(network_run):
     np.testing.assert_allclose(result.m6.filter(like="Rank").sum(axis=1), 1.0)
     month = result.table[result.table["horizon_days"] == H]
     expected = to_roi_pct(training.predict(model, latest, np.array([len(latest.features)])), scalers)[0]
-    np.testing.assert_allclose(month["mean_pct"], expected, rtol=1e-5)
+    calibration = _validation_calibration(model, dataset, scalers)
+    np.testing.assert_allclose(month["mean_pct"], calibration.location(expected), rtol=1e-5)

@@ -11,7 +11,7 @@ from roicast.errors import ParameterError
 from roicast.evaluation import m6
 from roicast.features.preprocess import build_dataset, fit_scaler, scaler_to_dict
 from roicast.models import distribution
-from roicast.models.network_distribution import mixture, residual_correlation, scale_calibration, to_forecast
+from roicast.models.network_distribution import Calibration, mixture, residual_correlation, to_forecast
 
 keras = pytest.importorskip("keras")
 from roicast.forecasting.forecast import Ensemble  # noqa: E402
@@ -41,12 +41,35 @@ def test_the_mixture_has_the_law_of_total_variance():
     assert abs(draws.std() - sd[0]) < 0.01
 
 
-def test_the_scale_is_widened_to_the_spread_of_held_out_residuals():
-    """A scale half the residuals' spread is doubled; one already right is kept."""
+def test_the_calibration_widens_a_scale_half_the_held_out_spread():
     rng = np.random.default_rng(0)
     actual = rng.normal(1.0, 2.0, (4000, 3))
-    assert scale_calibration(actual, np.ones(3), np.ones(3)) == pytest.approx(2.0, rel=0.03)
-    assert scale_calibration(actual, np.ones(3), np.full(3, 2.0)) == pytest.approx(1.0, rel=0.03)
+    calibration = Calibration.fit(actual, np.ones((4000, 3)), np.ones((4000, 3)))
+    assert calibration.scale(np.ones(3)) == pytest.approx(2.0, rel=0.03)
+    assert Calibration.fit(actual, np.ones((4000, 3)), np.full((4000, 3), 2.0)).scale(2.0) == \
+        pytest.approx(2.0, rel=0.03)
+
+
+def test_the_calibration_pulls_too_spread_scales_together_by_a_power():
+    """Scales whose square root is the true spread get power 1/2; true ones keep power 1."""
+    rng = np.random.default_rng(1)
+    scale = np.exp(rng.uniform(np.log(0.01), np.log(1.0), (5000, 4)))
+    actual = rng.standard_normal(scale.shape) * np.sqrt(scale)
+    calibration = Calibration.fit(actual, np.zeros_like(scale), scale)
+    assert calibration.power == pytest.approx(0.5, abs=0.05)
+    np.testing.assert_allclose(calibration.scale(np.array([0.04, 0.25])), [0.2, 0.5], rtol=0.05)
+    assert Calibration.fit(actual, np.zeros_like(scale), np.sqrt(scale)).power == pytest.approx(1.0, abs=0.05)
+
+
+def test_the_calibration_keeps_a_location_only_as_far_as_held_out_returns_bear_it_out():
+    rng = np.random.default_rng(2)
+    signal = rng.normal(0, 1.0, (5000, 4))
+    actual = signal + rng.normal(0, 1.0, signal.shape)
+    assert Calibration.fit(actual, signal, np.ones_like(signal)).shrink == pytest.approx(1.0, abs=0.03)
+    noise = rng.normal(0, 1.0, signal.shape)
+    assert Calibration.fit(actual, noise, np.ones_like(signal)).shrink < 0.05
+    kept = Calibration(shrink=0.0).location(np.array([1.0, 2.0, 6.0]))
+    np.testing.assert_allclose(kept, [3.0, 3.0, 3.0])  # the cross-sectional mean stays
 
 
 def test_the_residual_correlation_is_shrunk_towards_none_with_a_unit_diagonal():
@@ -156,6 +179,7 @@ def test_the_yearly_network_forecasts_each_month_from_the_years_before():
     assert np.all(evaluation.probabilities.sum(axis=-1) == pytest.approx(1))
     first = network.forecasts["first member"][evaluation.periods["asof"].iloc[0]]
     assert not np.allclose(first.scale, forecasts[0].scale)
-    assert set(network.calibration) == set(network.VIEWS) and all(c > 0 for c in network.calibration.values())
+    assert set(network.calibration) == set(network.VIEWS)
+    assert all(c.factor > 0 and 0 <= c.shrink <= 1 for c in network.calibration.values())
     with pytest.raises(ParameterError, match="horizon_days=20"):
         network(distribution.log_returns(prices), 20)
