@@ -184,6 +184,8 @@ def test_the_training_notebooks_run_on_every_backend_the_readme_names(in_tiny_ru
     scaled = metrics["metrics"]["scaled"]
     assert scaled["hybrid"]["r2"] > scaled["persistence"]["r2"]  # the same task, learnt on another backend
     assert (run / "forecasts" / f"{metrics['forecast']['asof']}.parquet").exists()
+    if backend == "jax":  # 04–06 loaded what 03 compiled
+        assert any(paths.cache_dir("jax").iterdir())
 
 
 def test_a_bad_cores_setting_stops_the_run_in_one_line_and_marks_it_failed(in_tiny_run, monkeypatch, capsys):
