@@ -78,11 +78,24 @@ def zero_mean(forecasts: list[distribution.Forecast]) -> list[distribution.Forec
     return [distribution.Forecast(f.assets, np.zeros(len(f.assets)), f.covariance) for f in forecasts]
 
 
+def with_progress(network: YearlyNetwork, began: float):
+    """The network as a forecaster that says on stderr when it starts a year's training."""
+
+    def forecast(history: pd.DataFrame, horizon_days: int) -> distribution.Forecast:
+        if history.index[-1].year != network.year:
+            print(f"network: training for {history.index[-1].year} "
+                  f"({time.perf_counter() - began:.0f} s so far)", file=sys.stderr, flush=True)
+        return network(history, horizon_days)
+
+    return forecast
+
+
 def network_evaluations(prices: pd.DataFrame, args) -> tuple[dict, dict, dict]:
     """The network rows' evaluations, their seconds, and how the networks trained."""
     network = YearlyNetwork(network_params(args.network, args.horizon_days), TRAIN_YEARS, args.members)
     began = time.perf_counter()
-    mixture = m6.evaluate(prices, network, args.horizon_days, args.start, args.end, args.draws, args.seed)
+    mixture = m6.evaluate(prices, with_progress(network, began), args.horizon_days, args.start, args.end,
+                          args.draws, args.seed)
     seconds = time.perf_counter() - began
     returns = distribution.log_returns(prices)
     first = [network.forecasts["first member"][asof] for asof in mixture.periods["asof"]]
