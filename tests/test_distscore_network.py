@@ -5,9 +5,10 @@ import numpy as np
 import pytest
 
 from roicast.config import RunParams
-from roicast.evaluation import distscore
+from roicast.evaluation import distscore, ensemble_scores
 from roicast.features.preprocess import build_dataset, series_until, to_roi_pct
 from roicast.forecasting import distforecast
+from roicast.runs import store
 
 keras = pytest.importorskip("keras")
 from roicast.models import hybrid, training  # noqa: E402
@@ -62,3 +63,22 @@ def test_the_network_makes_the_m6_file_and_says_so(network_run):
     expected = to_roi_pct(training.predict(model, latest, np.array([len(latest.features)])), scalers)[0]
     calibration = _validation_calibration(model, dataset, scalers)
     np.testing.assert_allclose(month["mean_pct"], calibration.location(expected), rtol=1e-5)
+
+
+def test_05_scores_the_members_mixture_beside_the_first_network(network_run, tmp_path, capsys):
+    _, params, dataset, scalers, model = network_run
+    other = hybrid.build_model(dataset.seq_len, 4, 2, **training.network_arguments(params))
+    training.initialise(other, dataset, params, dataset.train_idx, fine_tune=False)
+    other.set_weights([w * 1.5 for w in model.get_weights()])  # a member that disagrees
+    (tmp_path / store.ENSEMBLE).mkdir()
+    other.save(tmp_path / store.ENSEMBLE / "member_8.keras")
+    scored = ensemble_scores.distribution_scores(dataset, scalers, params, model, tmp_path)
+    assert {"covariance", "hybrid", "ensemble"} <= set(scored.evaluations)
+    mixed, alone = scored.evaluations["ensemble"], scored.evaluations["hybrid"]
+    assert not np.allclose(mixed.scale, alone.scale) and np.isfinite(mixed.scale).all()
+    part = ensemble_scores.distribution_record(scored)["distribution"]
+    assert part["rps"] == {"ensemble": scored.record()["rps"]["ensemble"]} and 0 < part["crps"]["ensemble"]
+    point = params.model_copy(update={"output": "point"})
+    assert ensemble_scores.distribution_scores(dataset, scalers, point, model, tmp_path) is None
+    assert "forecast points" in capsys.readouterr().out
+    assert ensemble_scores.distribution_record(None) == {}

@@ -83,6 +83,15 @@ def test_members_that_cannot_share_a_fit_train_in_stacks_of_their_own(dataset):
     assert [[spec.seed for spec in stack] for stack in grouped] == [[1, 3], [2, 4]]
 
 
+def test_a_member_in_a_stack_trains_on_its_lone_networks_loss():
+    """A distribution network's members minimise the Gaussian NLL side by side too, not the MSE."""
+    distribution = RunParams(**TINY, output="distribution", target="sum", horizon_days=10)
+    assert isinstance(member_stack._loss(distribution, np.zeros((4, 3))), hybrid.GaussianNLL)
+    assert member_stack._loss(RunParams(**TINY), np.zeros((4, 3))) == "mse"
+    direction = member_stack._loss(RunParams(**TINY, task="direction"), np.array([[0.0], [1.0], [1.0]]))
+    assert isinstance(direction, hybrid.WeightedBinaryCrossentropy)
+
+
 @pytest.mark.slow
 def test_members_side_by_side_and_on_two_workers_are_the_networks_trained_alone(dataset, tmp_path,
                                                                                 monkeypatch):

@@ -4,7 +4,9 @@ period, its intervals' coverage, its backtest and ensemble.json.
 Two combinations are reported: equal weights, and weights proportional to the inverse
 validation loss (validation only, never the test period). `score_ensemble`,
 `interval_coverage` and `backtest` fit the run's task: regression members are scored against
-the baselines, direction members against the majority class.
+the baselines, direction members against the majority class. Members that forecast a
+distribution of the H-day sum are also scored as their mixture (`distribution_scores`), beside
+04's distributional predictors on the same periods.
 """
 
 from dataclasses import dataclass, field
@@ -14,10 +16,11 @@ import numpy as np
 import pandas as pd
 
 from roicast.config import RunParams
-from roicast.evaluation import evaluate, trading
+from roicast.evaluation import distscore, evaluate, trading
 from roicast.features.dataset import Dataset
 from roicast.features.preprocess import to_roi_pct
 from roicast.models.ensemble import Member
+from roicast.runs import store
 from roicast.runs.artefacts import write_json
 
 
@@ -133,8 +136,37 @@ def backtest(dataset: Dataset, scalers: dict, members: list[Member], params: Run
                                        params.trading_cost_bps)
 
 
+def distribution_scores(dataset: Dataset, scalers: dict, params: RunParams, first_model,
+                        run_dir: Path) -> distscore.Section | distscore.Unavailable | None:
+    """04's distribution section scored again with the members' mixture ('ensemble': 03's network
+    and the members saved in `run_dir`, calibrated on the validation windows) beside 03's network
+    alone ('hybrid'); None when the members forecast points (the section is 04's alone)."""
+    if not params.distributional or dataset.target_of != "sum":
+        print("The members forecast points: no distribution to mix (output='distribution' with "
+              "target='sum' scores their mixture here).")
+        return None
+    from roicast.models import hybrid  # loads Keras: only for a distribution run
+
+    networks = [first_model, *(hybrid.load_model(path)
+                               for path in sorted((run_dir / store.ENSEMBLE).glob(store.MEMBERS)))]
+    extra = {"hybrid": distscore.network_forecaster(networks[:1], dataset, scalers),
+             "ensemble": distscore.network_forecaster(networks, dataset, scalers)}
+    return distscore.for_run(dataset, params.horizon_days, extra)
+
+
+def distribution_record(scored: distscore.Section | distscore.Unavailable | None) -> dict:
+    """The mixture's part of metrics.json's `distribution` (04 writes the rest): its RPS, CRPS and
+    summary under the name 'ensemble'."""
+    if not isinstance(scored, distscore.Section):
+        return {}
+    record = scored.record()
+    return {"distribution": {"rps": {"ensemble": record["rps"]["ensemble"]},
+                             "crps": {"ensemble": record["crps"]["ensemble"]},
+                             "predictors": {"ensemble": record["predictors"]["ensemble"]}}}
+
+
 def record(path: Path, members: list[Member], scores: EnsembleScores, seconds: float,
-           coverage: dict) -> dict:
+           coverage: dict, distribution: distscore.Section | distscore.Unavailable | None = None) -> dict:
     """Write ensemble.json: the ensemble's rows, its members and its training time.
 
     It is 05's own section of metrics.json (`roicast.runs.store.assemble_metrics` merges it in): the
@@ -144,6 +176,6 @@ def record(path: Path, members: list[Member], scores: EnsembleScores, seconds: f
                    "members": [{"seed": m.seed, "variant": m.variant, "val_loss": m.val_loss,
                                 **{k: scores.table.loc[f"member_{m.seed}", k] for k in scores.member_columns}}
                                for m in members],
-                   **scores.section}
+                   **scores.section, **distribution_record(distribution)}
     write_json(path, parts)
     return parts

@@ -23,12 +23,13 @@ from roicast.config import RunParams
 from roicast.features.batches import StackedBatches, WindowBatches
 from roicast.features.dataset import Dataset
 from roicast.models import backends
-from roicast.models.hybrid import WeightedBinaryCrossentropy, build_model
+from roicast.models.hybrid import build_model
 from roicast.models.training import (
     EVAL_BATCH,
     STEPS_PER_EXECUTION,
     balanced_class_weights,
     initialise,
+    loss_and_metrics,
     network_arguments,
     set_seed,
     training_targets,
@@ -210,9 +211,8 @@ def _val_batches(dataset: Dataset, specs: list[MemberSpec]):
 
 
 def _loss(params: RunParams, y_train: np.ndarray):
-    if params.task_spec.classifies:
-        return WeightedBinaryCrossentropy(*balanced_class_weights(y_train))
-    return "mse"
+    weights = balanced_class_weights(y_train) if params.task_spec.classifies else None
+    return loss_and_metrics(params, weights)[0]
 
 
 def build_stack(dataset: Dataset, specs: list[MemberSpec],

@@ -151,18 +151,24 @@ def network_arguments(params: RunParams, seed: int | None = None) -> dict:
     }
 
 
+def loss_and_metrics(params: RunParams, class_weights=None) -> tuple:
+    """What a network of `params` trains on, and what else it reports: weighted BCE for direction
+    (`class_weights` from its training labels), the Gaussian NLL for a distribution, MSE otherwise.
+    One place, so that a member trained in a stack trains on its lone network's loss."""
+    if params.task_spec.classifies:
+        return WeightedBinaryCrossentropy(*class_weights), [keras.metrics.BinaryAccuracy(name="accuracy"),
+                                                            keras.metrics.AUC(name="auc")]
+    if params.distributional:
+        return GaussianNLL(), []
+    return "mse", ["mae"]
+
+
 def compile_model(model: keras.Model, params: RunParams, class_weights=None) -> keras.Model:
     """AdamW with the guide's settings; MSE + MAE for regression, weighted BCE for direction."""
     optimizer = keras.optimizers.AdamW(learning_rate=params.resolved_learning_rate,
                                        weight_decay=params.weight_decay, beta_1=0.9, beta_2=0.999,
                                        epsilon=1e-7, clipnorm=params.resolved_clipnorm)
-    if params.task_spec.classifies:
-        loss = WeightedBinaryCrossentropy(*class_weights)
-        metrics = [keras.metrics.BinaryAccuracy(name="accuracy"), keras.metrics.AUC(name="auc")]
-    elif params.distributional:
-        loss, metrics = GaussianNLL(), []
-    else:
-        loss, metrics = "mse", ["mae"]
+    loss, metrics = loss_and_metrics(params, class_weights)
     steps = 1 if backends.name() == "torch" else STEPS_PER_EXECUTION  # Keras on torch takes only 1
     model.compile(optimizer=optimizer, loss=loss, metrics=metrics, steps_per_execution=steps)
     create_training_state(model)
