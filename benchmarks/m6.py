@@ -191,8 +191,12 @@ def markdown(summaries: dict[str, dict], seconds: dict[str, float], args, comman
 
 def render(path: str) -> None:
     """The table of an earlier run, written again from its JSON (a new column, a fixed typo)."""
-    data = json.loads(Path(path).read_text())
-    args = argparse.Namespace(**data["parameters"])
+    try:
+        data = json.loads(Path(path).read_text())
+        args = argparse.Namespace(**data["parameters"])
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise SystemExit(f"m6.py: cannot render {path}: {type(exc).__name__}: {exc}; pass the JSON an "
+                         "earlier run wrote (reports/benchmarks/m6.json or m6_network.json)") from None
     summaries = {name: {**summary, "coverage": {float(level): value
                                                 for level, value in summary["coverage"].items()}}
                  for name, summary in data["summaries"].items()}
