@@ -7,8 +7,9 @@ STAMP := $(VENV)/.installed-stamp
 TEST_STAMP := $(VENV)/.test-stamp
 ARGS ?=
 WORKERS ?= auto  # pytest-xdist processes: one per core
-# one test at a time to each worker, longest first (tests/durations.json): both finish together
-XDIST = -n $(WORKERS) --maxschedchunk 1
+# longest first (tests/durations.json), so both workers finish together; the tests that share a
+# module's fixture as one unit (tests/conftest.py), in the order given
+XDIST = -n $(WORKERS) --dist loadgroup --no-loadscope-reorder
 
 .PHONY: setup run test test-unit test-durations test-notebooks nbval-refresh lint lab clean-runs
 

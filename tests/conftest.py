@@ -68,6 +68,9 @@ def tiny_chain(tmp_path_factory) -> tuple[Path, dict]:
 
 # Longest first, from the seconds each test took when last recorded (`make test-durations`), so
 # that two xdist workers finish together instead of one waiting on a long test started last.
+# Tests that share a module-scoped fixture (a trained network, a model server) run as one unit on
+# one worker (`--dist loadgroup`): interleaved with other modules' tests, pytest would tear the
+# fixture down and build it again before each of them.
 DURATIONS = Path(__file__).with_name("durations.json")
 UNRECORDED_SECONDS = {"notebooks": 30.0, "slow": 10.0}  # a new test's guess until it is recorded
 _recorded_now: dict[str, float] = {}
@@ -78,25 +81,55 @@ def pytest_addoption(parser):
                      help=f"write each test's seconds to {DURATIONS.name}, the order the suite runs in")
 
 
+def _test_id(nodeid: str) -> str:
+    """The node id without the '@group' that `--dist loadgroup` appends."""
+    return nodeid.split("@")[0]
+
+
 def _expected_seconds(item, recorded: dict[str, float]) -> float:
-    if item.nodeid in recorded:
-        return recorded[item.nodeid]
+    if _test_id(item.nodeid) in recorded:
+        return recorded[_test_id(item.nodeid)]
     return max([UNRECORDED_SECONDS[m.name] for m in item.iter_markers() if m.name in UNRECORDED_SECONDS],
                default=0.1)
 
 
+def _shares_a_module_fixture(item) -> bool:
+    return any(definition.scope == "module"
+               for definitions in item._fixtureinfo.name2fixturedefs.values() for definition in definitions)
+
+
+def _needs_the_tiny_chain(unit: list) -> bool:
+    return any("tiny_chain" in item.fixturenames for item in unit)
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the groups
 def pytest_collection_modifyitems(config, items):
     recorded = json.loads(DURATIONS.read_text()) if DURATIONS.exists() else {}
-    items.sort(key=lambda item: _expected_seconds(item, recorded), reverse=True)
-    # The tiny chain is built by the first test that needs it: start that one at once, so the
-    # chain is ready before the other worker reaches a test that would wait for it.
-    builder = next((k for k, item in enumerate(items) if "tiny_chain" in item.fixturenames), None)
+    units: dict[str, list] = {}
+    for item in items:
+        if _shares_a_module_fixture(item):
+            item.add_marker(pytest.mark.xdist_group(item.module.__name__))
+            units.setdefault(item.module.__name__, []).append(item)
+        else:
+            units.setdefault(item.nodeid, []).append(item)
+    order = sorted(units.values(), key=lambda unit: sum(_expected_seconds(i, recorded) for i in unit),
+                   reverse=True)
+    for unit in order:
+        unit.sort(key=lambda item: _expected_seconds(item, recorded), reverse=True)
+    # The tiny chain is built by the first test that needs it: start that one at once, and give
+    # the other worker the longest unit that does not wait for the chain.
+    builder = next((k for k, unit in enumerate(order) if _needs_the_tiny_chain(unit)), None)
     if builder is not None:
-        items.insert(0, items.pop(builder))
+        order.insert(0, order.pop(builder))
+        independent = next((k for k, unit in enumerate(order) if not _needs_the_tiny_chain(unit)), None)
+        if independent is not None:
+            order.insert(1, order.pop(independent))
+    items[:] = [item for unit in order for item in unit]
 
 
 def pytest_runtest_logreport(report):
-    _recorded_now[report.nodeid] = _recorded_now.get(report.nodeid, 0.0) + report.duration
+    test = _test_id(report.nodeid)
+    _recorded_now[test] = _recorded_now.get(test, 0.0) + report.duration
 
 
 def pytest_sessionfinish(session):

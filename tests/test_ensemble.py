@@ -1,6 +1,7 @@
 """Ensemble members: side by side in one model or as dask tasks, the same networks as trained alone."""
 
 import pickle
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -164,11 +165,17 @@ def test_members_trained_ahead_are_taken_only_for_the_same_data_and_parameters(t
     assert members_ahead.take(tmp_path, params) is None, "nothing was started"
     here = members_ahead.folder(tmp_path)
     here.mkdir(parents=True)
-    (here / members_ahead.STARTED).touch()
+    (here / members_ahead.started_file("up")).touch()
     assert members_ahead.take(tmp_path, params) is None, "the process left no members"
-    made = {"key": members_ahead.key(tmp_path, params), "members": ["m12", "m13"], "seconds": 3.0}
-    (here / members_ahead.RESULT).write_bytes(pickle.dumps(made))
-    assert members_ahead.take(tmp_path, params) == (["m12", "m13"], 3.0)
+    members = [SimpleNamespace(seed=seed) for seed in (12, 13, 14)]
+    made = {"key": members_ahead.key(tmp_path, params), "members": members[:2], "start": 10.0, "end": 13.0}
+    (here / members_ahead.result_file("up")).write_bytes(pickle.dumps(made))
+    assert members_ahead.take(tmp_path, params) == (members[:2], 3.0)
+    (here / members_ahead.started_file("down")).touch()
+    assert members_ahead.take(tmp_path, params) is None, "a lane started and left no members"
+    down = {**made, "members": members[2:], "start": 11.0, "end": 15.0}
+    (here / members_ahead.result_file("down")).write_bytes(pickle.dumps(down))
+    assert members_ahead.take(tmp_path, params) == (members, 5.0), "both lanes' members, in seed order"
     assert members_ahead.take(tmp_path, params.model_copy(update={"dropout_lstm": 0.3})) is None
     assert members_ahead.take(tmp_path, params.model_copy(update={"forecast_days": 9})) is not None, \
         "06's parameters do not change the members"
@@ -188,3 +195,18 @@ def test_members_are_trained_ahead_only_beside_03_on_two_cores(monkeypatch):
     assert not members_ahead.worthwhile(params.model_copy(update={"n_members": 1}), chain, None)
     monkeypatch.setenv(CORES_ENV, "1")
     assert not members_ahead.worthwhile(params, chain, None)
+    assert not members_ahead.second_lane_worthwhile(params.model_copy(update={"n_members": 2}))
+    assert members_ahead.second_lane_worthwhile(params.model_copy(update={"n_members": 3}))
+
+
+def test_two_lanes_share_the_members_each_claimed_once_and_a_lane_stops_at_the_other_lanes(tmp_path,
+                                                                                          monkeypatch):
+    from roicast.compute import members_ahead
+
+    assert members_ahead.claim(tmp_path, 14) and not members_ahead.claim(tmp_path, 14)
+    trained = []
+    monkeypatch.setattr(ensemble, "train_member", lambda data, params, seed, *a: trained.append(seed) or seed)
+    params = RunParams(**TINY)
+    up = ensemble.train_in_turn(None, params, [12, 13, 14, 15], [{}] * 4, tmp_path,
+                                claim=lambda seed: members_ahead.claim(tmp_path, seed))
+    assert up == trained == [12, 13], "14 was claimed by the other lane: the rest is the other lane's"

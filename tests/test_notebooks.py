@@ -267,7 +267,7 @@ def test_ctrl_c_while_members_train_ahead_prints_one_line(in_tiny_run, monkeypat
     monkeypatch.setenv(cluster.CORES_ENV, "2")  # members are trained ahead on two cores or more
     run = paths.run_dir("tiny-int03")
     shutil.copytree(paths.run_dir("tiny"), run)
-    started = run / ".work" / "members-ahead" / "started"
+    started = run / ".work" / "members-ahead" / members_ahead.started_file("up")
     seen: list[float] = []
 
     def three_seconds_after_the_start() -> bool:
@@ -281,7 +281,8 @@ def test_ctrl_c_while_members_train_ahead_prints_one_line(in_tiny_run, monkeypat
     [line] = err.strip().splitlines()
     assert re.fullmatch(r"roicast: run tiny-int03 interrupted during 0[345]_\w+; what finished before is "
                         r"kept\. Resume with: roicast run --resume --run-id tiny-int03", line), line
-    assert not (run / ".work" / "members-ahead" / members_ahead.RESULT).exists(), "the training was stopped"
+    assert not (run / ".work" / "members-ahead" / members_ahead.result_file("up")).exists(), \
+        "the training was stopped"
 
 
 def test_a_new_runs_first_notebooks_then_a_killed_and_resumed_rest_give_the_one_go_metrics(in_tiny_run):

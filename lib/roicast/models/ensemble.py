@@ -136,11 +136,14 @@ def train_here(dataset: Dataset, params: RunParams, seeds: list[int], variants: 
 
 
 def train_in_turn(dataset: Dataset, params: RunParams, seeds: list[int], variants: list[dict],
-                  out_dir: Path) -> list[Member]:
+                  out_dir: Path, claim: Callable[[int], bool] | None = None) -> list[Member]:
     """Members one after another in this process, those of one shape on one traced network
-    (`training.CompiledNetworks`): each the network it would be if trained alone."""
+    (`training.CompiledNetworks`): each the network it would be if trained alone. With `claim`,
+    up to the first seed it refuses (another process trains the rest: `members_ahead`)."""
     networks, trained = CompiledNetworks(), []
     for seed, variant in zip(seeds, variants, strict=True):
+        if claim is not None and not claim(seed):
+            break
         with _naming([seed], [variant]):
             trained.append(train_member(dataset, params, seed, out_dir, variant, networks))
     return trained

@@ -358,13 +358,13 @@ def _run_locked(params: RunParams, notebooks: list[str], with_code: bool, log: C
     reports.record_status(params, notebooks, "running", result.timings_s)
     log(f"run {params.run_id}: {', '.join(notebooks)}")
     nb = notebooks[0]
-    kernels, ahead = WarmKernels(report_dir), None
+    kernels, ahead = WarmKernels(report_dir), []
     try:
         for position, nb in enumerate(notebooks):
             log(f"  {nb} …")
             start = time.perf_counter()
             if nb == "03_train" and members_ahead.worthwhile(params, notebooks, scheduler):
-                ahead = members_ahead.start(run_dir)
+                ahead.append(members_ahead.start(run_dir, "up"))
             kernel = kernels.take(nb)
             if position + 1 < len(notebooks):
                 kernels.start(notebooks[position + 1])
@@ -380,6 +380,9 @@ def _run_locked(params: RunParams, notebooks: list[str], with_code: bool, log: C
             finally:
                 kernels.stop(kernel)
             result.timings_s[nb] = round(time.perf_counter() - start, 2)
+            if (nb == "03_train" and ahead and not result.error
+                    and members_ahead.second_lane_worthwhile(params)):
+                ahead.append(members_ahead.start(run_dir, "down"))  # 03's core is free now
             _render(report_dir / f"{nb}.ipynb", with_code)
             log(f"  {nb:<14} {result.timings_s[nb]:7.1f} s  {'FAILED' if result.error else 'ok'}")
             if result.error:
