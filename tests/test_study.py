@@ -154,12 +154,14 @@ def test_a_fold_averages_its_members_seeds(monkeypatch, tmp_path):
 
     monkeypatch.setattr(walkforward.training, "train", fake_train)
     monkeypatch.setattr(walkforward.training, "predict", lambda model, arrays, idx: np.full((2, 3), model))
-    fold = SimpleNamespace(train_idx=np.arange(5), test_idx=np.arange(2))  # what train_members reads
-    output, fit = walkforward.train_members(fold, year_params(walk_forward_members=3, seed=10), tmp_path,
-                                            verbose=0)
+    fold = SimpleNamespace(train_idx=np.arange(5), val_idx=np.arange(5, 7), test_idx=np.arange(2),
+                           target_of="smoothed")  # what train_members reads
+    output, fit, distributions = walkforward.train_members(fold, year_params(walk_forward_members=3, seed=10),
+                                                           tmp_path, verbose=0)
     assert seeds == [10, 11, 12]
     np.testing.assert_array_equal(output, np.full((2, 3), 11.0))
     assert fit == {"fit_seconds": 11.0, "epochs_run": 2.0, "best_val_loss": 1.0}
+    assert distributions is None, "a point network has no distribution to score"
 
 
 @pytest.fixture(scope="module")

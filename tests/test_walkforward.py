@@ -72,3 +72,22 @@ def test_walk_forward_scores_every_fold_and_its_last_fold_matches_the_chain(smal
     assert summary["scaled"]["ridge"]["r2"]["mean"] == pytest.approx(values.mean())
     assert summary["scaled"]["ridge"]["r2"]["std"] == pytest.approx(values.std(ddof=1))
     assert not list(tmp_path.iterdir()), "fold work folders are removed"
+
+
+@pytest.mark.slow
+def test_a_distribution_network_is_scored_the_m6_way_in_every_fold(small_prices, tmp_path):
+    from roicast.evaluation import distscore
+
+    params = RunParams(walk_forward_folds=2, output="distribution", target="sum", horizon_days=5, **TINY)
+    arrays, _, _ = build_dataset(small_prices, params)
+    folds = walkforward.walk_forward(small_prices, arrays, params, tmp_path, verbose=0)
+    scores = folds[folds["space"] == walkforward.DISTRIBUTION]
+    assert set(scores["fold"]) == {1, 2}
+    assert set(scores["predictor"]) == {"hybrid", "uniform", "covariance", "ridge_scale"}
+    assert scores.query("predictor == 'uniform' and metric == 'crps'").empty, "uniform ranks have no CRPS"
+    assert scores["value"].between(0, 0.3).all()
+    own = distscore.for_run(arrays, 5).record()  # the last fold is the chain's own split
+    last = scores[scores["fold"] == 2].set_index(["predictor", "metric"])["value"]
+    for name in ("uniform", "covariance"):
+        assert last[(name, "rps")] == pytest.approx(own["rps"][name], rel=1e-9)
+    assert walkforward.summarise(folds)[walkforward.DISTRIBUTION]["hybrid"]["rps"]["mean"] > 0

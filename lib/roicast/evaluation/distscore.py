@@ -232,20 +232,29 @@ def network_forecaster(models: list, train: Dataset, scalers: dict,
                        on: Dataset | None = None) -> SampleForecaster:
     """A run's distribution network(s) (output='distribution', target='sum'; several: their
     mixture) as a predictor of this module: the forecast at sample s of `on` (default: `train`,
-    the run's dataset; 06 passes the new prices'), in log units, correlated across assets as the
-    standardised training residuals are, calibrated on the validation windows
+    the run's dataset; 06 passes the new prices'), as `outputs_forecaster` makes it
     (`models.network_distribution`, imported here: it loads Keras)."""
     from roicast.models import network_distribution as nd
 
-    location, scale = nd.dataset_distribution(models, train, train.train_idx)
+    return outputs_forecaster(lambda dataset, indices: nd.dataset_distribution(models, dataset, indices),
+                              train, scalers, on)
+
+
+def outputs_forecaster(outputs: Callable[[Dataset, np.ndarray], tuple[np.ndarray, np.ndarray]],
+                       train: Dataset, scalers: dict, on: Dataset | None = None) -> SampleForecaster:
+    """A distribution network's outputs, `outputs(dataset, indices)` → (location, scale) in
+    scaled units, as a predictor of this module: in log units, correlated across assets as the
+    standardised training residuals are, calibrated on the validation windows."""
+    from roicast.models import network_distribution as nd
+
+    location, scale = outputs(train, train.train_idx)
     correlation = nd.residual_correlation(train.target_rows(train.train_idx), location, scale)
-    calibration = nd.calibration_on(train.target_rows(train.val_idx),
-                                    *nd.dataset_distribution(models, train, train.val_idx), scalers)
+    calibration = nd.calibration_on(train.target_rows(train.val_idx), *outputs(train, train.val_idx), scalers)
     assets = [str(asset) for asset in train.assets]
     on = train if on is None else on
 
     def forecasts(indices: np.ndarray) -> list[Forecast]:
-        locations, scales = nd.dataset_distribution(models, on, indices)
+        locations, scales = outputs(on, indices)
         return [nd.to_forecast(assets, location, scale, correlation, scalers, calibration)
                 for location, scale in zip(locations, scales, strict=True)]
 

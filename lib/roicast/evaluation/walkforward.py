@@ -5,7 +5,10 @@ one period to the next. The folds are equal blocks (`walk_forward_unit='block'`,
 windows, the last fold the chain's own split) or calendar years (`'year'`, expanding or rolling
 over `walk_forward_train_years`). Every fold refits everything that is fitted (clip bounds,
 scalers, the network or `walk_forward_members` networks averaged, the ridge baseline) on its own
-training period, so no fold sees its test period.
+training period, so no fold sees its test period. A network that forecasts the distribution of
+the H-day sum (`output='distribution'`, `target='sum'`) is also scored the M6 way in every fold,
+beside the distributional baselines, on the fold's non-overlapping H-day test periods
+(`distscore`): RPS and CRPS in the records' space 'distribution'.
 
 Folds train in this process one after another, or as dask tasks on the engine of ensemble
 members (`roicast.compute.cluster`), each in a process of its own (`roicast.compute.member_process`) so that a
@@ -25,7 +28,7 @@ from roicast.compute.cluster import local_workers
 from roicast.compute.units import run_units
 from roicast.config import RunParams
 from roicast.errors import RoicastError
-from roicast.evaluation import evaluate, study
+from roicast.evaluation import distscore, evaluate, study
 from roicast.features import preprocess
 from roicast.features.dataset import Dataset
 from roicast.features.windows import default_test_years, sample_indices, walk_forward_splits, year_splits
@@ -34,6 +37,7 @@ from roicast.runs import store
 from roicast.runs.artefacts import read_parquet
 
 FOLD = "roicast.evaluation.walkforward:run_fold"
+DISTRIBUTION = "distribution"  # the records' space of the M6 scores
 
 
 @dataclass
@@ -78,10 +82,31 @@ def fold_labels(dataset: Dataset, params: RunParams) -> list[str]:
     return [f"fold {k}" for k in range(1, params.walk_forward_folds + 1)]
 
 
-def score_fold(dataset: Dataset, scalers: dict, model_output: np.ndarray,
-               params: RunParams) -> dict[str, dict[str, dict]]:
+@dataclass
+class MemberDistributions:
+    """Each network's location and scale (members × samples × assets, scaled units) on every
+    training, validation and test window of one fold's dataset (`samples`, in date order): the
+    networks share one traced graph, so their outputs are kept, not their weights."""
+
+    samples: np.ndarray
+    locations: np.ndarray
+    scales: np.ndarray
+
+    def mixture(self, dataset: Dataset, indices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The members' mixture at some of the samples (`distscore.outputs_forecaster`'s outputs)."""
+        from roicast.models.network_distribution import mixture
+
+        rows = np.searchsorted(self.samples, indices)
+        if not np.array_equal(self.samples[np.minimum(rows, len(self.samples) - 1)], indices):
+            raise ValueError("a window outside the fold's training, validation and test windows")
+        return mixture(self.locations[:, rows], self.scales[:, rows])
+
+
+def score_fold(dataset: Dataset, scalers: dict, model_output: np.ndarray, params: RunParams,
+               distributions: MemberDistributions | None = None) -> dict[str, dict[str, dict]]:
     """metrics[space][predictor] of one fold's test period: 'scaled' and 'roi_pct' as 04 scores
-    them, 'return' on tomorrow's raw return (`roicast.evaluation.study`); 'classification' for direction."""
+    them, 'return' on tomorrow's raw return (`roicast.evaluation.study`); 'classification' for
+    direction; with the networks' `distributions`, 'distribution' (`distribution_scores`)."""
     test_idx = dataset.test_idx
     if params.task_spec.classifies:
         scores = evaluate.score_direction(dataset, {"hybrid": model_output}, test_idx,
@@ -91,21 +116,47 @@ def score_fold(dataset: Dataset, scalers: dict, model_output: np.ndarray,
                  **evaluate.baseline_forecasts(dataset, scalers, test_idx, params.model_plugins)}
     scores = evaluate.score(dataset, scalers, forecasts, test_idx)
     returns = study.fold_scores(dataset, scalers, forecasts, test_idx)
-    return {**scores, study.SPACE: returns} if returns else scores
+    scores = {**scores, study.SPACE: returns} if returns else scores
+    if distributions is not None:
+        scores[DISTRIBUTION] = distribution_scores(dataset, scalers, distributions, params.horizon_days)
+    return scores
+
+
+def distribution_scores(dataset: Dataset, scalers: dict, distributions: MemberDistributions,
+                        horizon_days: int) -> dict[str, dict[str, float]]:
+    """RPS and CRPS of the networks' mixture ('hybrid') and the distributional baselines on the
+    fold's non-overlapping `horizon_days` test periods; none when the fold holds no full period."""
+    network = distscore.outputs_forecaster(distributions.mixture, dataset, scalers)
+    section = distscore.for_run(dataset, horizon_days, {"hybrid": network})
+    if isinstance(section, distscore.Unavailable):
+        return {}
+    record = section.record()
+    return {name: {metric: record[metric][name] for metric in ("rps", "crps")
+                   if pd.notna(record[metric][name])}  # uniform ranks have no CRPS
+            for name in record["rps"]}
 
 
 def train_members(dataset: Dataset, params: RunParams, work: Path,
-                  verbose: int) -> tuple[np.ndarray, dict[str, float]]:
-    """The average test output of `walk_forward_members` networks (seeds seed, seed + 1, …) and
-    their mean fit seconds, epochs and best validation loss; the networks share one traced graph."""
+                  verbose: int) -> tuple[np.ndarray, dict[str, float], MemberDistributions | None]:
+    """The average test output of `walk_forward_members` networks (seeds seed, seed + 1, …),
+    their mean fit seconds, epochs and best validation loss, and, for distribution networks
+    with the H-day sum target, their distributions; the networks share one traced graph."""
     outputs, infos, networks = [], [], training.CompiledNetworks()
+    distributional = params.distributional and dataset.target_of == "sum"
+    samples = np.sort(np.concatenate([dataset.train_idx, dataset.val_idx, dataset.test_idx]))
+    locations, scales = [], []
     for k in range(params.walk_forward_members):
         network = training.Network(params, work / f"member_{k}", params.seed + k, verbose, networks)
         outputs.append(network.fit(dataset, dataset.train_idx).predict(dataset, dataset.test_idx))
         infos.append(network.result.info)
+        if distributional:
+            location, scale = network.predict_distribution(dataset, samples)
+            locations.append(location)
+            scales.append(scale)
     fit = {name: float(np.mean([info[name] for info in infos]))
            for name in ("fit_seconds", "epochs_run", "best_val_loss")}
-    return np.mean(outputs, axis=0), fit
+    distributions = MemberDistributions(samples, np.array(locations), np.array(scales)) if locations else None
+    return np.mean(outputs, axis=0), fit, distributions
 
 
 def run_fold(prices: pd.DataFrame, params: RunParams, fold: int, label: str,
@@ -118,8 +169,8 @@ def run_fold(prices: pd.DataFrame, params: RunParams, fold: int, label: str,
     start = time.perf_counter()
     dataset, scalers, info = preprocess.build_dataset(prices, params, split=split)
     with tempfile.TemporaryDirectory(dir=out_dir) as work:
-        output, fit = train_members(dataset, params, Path(work), verbose)
-    scores = score_fold(dataset, scalers, output, params)
+        output, fit, distributions = train_members(dataset, params, Path(work), verbose)
+    scores = score_fold(dataset, scalers, output, params, distributions)
     scores["training"] = {"hybrid": {**fit, "fold_seconds": time.perf_counter() - start}}
     test = info["periods"]["test"]
     records = [{"fold": fold, "label": label, "test_start": test["start"], "test_end": test["end"],
@@ -135,8 +186,10 @@ def _report(done: int, total: int, label: str, outcome: Fold | Exception) -> Non
         print(f"[{done}/{total}] {label} FAILED: {type(outcome).__name__}: {outcome}", flush=True)
         return
     values = {(r["space"], r["predictor"], r["metric"]): r["value"] for r in outcome.records}
-    ic = ", ".join(f"{name} IC {values[(study.SPACE, name, 'ic_mean')]:+.4f}"
-                   for name in ("hybrid", "ridge") if (study.SPACE, name, "ic_mean") in values)
+    ic = ", ".join([f"{name} IC {values[(study.SPACE, name, 'ic_mean')]:+.4f}"
+                    for name in ("hybrid", "ridge") if (study.SPACE, name, "ic_mean") in values]
+                   + [f"{name} RPS {values[(DISTRIBUTION, name, 'rps')]:.4f}"
+                      for name in ("hybrid", distscore.REFERENCE) if (DISTRIBUTION, name, "rps") in values])
     periods = outcome.periods
     print(f"[{done}/{total}] {label}: trained on {periods['train']['start']} to "
           f"{periods['train']['end']}, tested {periods['test']['start']} to {periods['test']['end']}"
@@ -235,6 +288,9 @@ class Section:
             display(study.overall(self.folds).round(4))
             plots.plot_ic_by_year(study.ic_by_year(self.folds))
             print(study.verdict(self.folds))
+        if DISTRIBUTION in set(self.folds["space"]):
+            print("Mean RPS of the quintile probabilities per fold (lower is better; `uniform` is no view)")
+            display(summary_table(self.folds, DISTRIBUTION, "rps").sort_values("mean").round(4))
 
     def record(self) -> dict | None:
         """metrics.json's `walk_forward` part, or None when it did not run."""
