@@ -210,3 +210,28 @@ def test_two_lanes_share_the_members_each_claimed_once_and_a_lane_stops_at_the_o
     up = ensemble.train_in_turn(None, params, [12, 13, 14, 15], [{}] * 4, tmp_path,
                                 claim=lambda seed: members_ahead.claim(tmp_path, seed))
     assert up == trained == [12, 13], "14 was claimed by the other lane: the rest is the other lane's"
+
+
+@pytest.mark.slow
+def test_two_lanes_trained_ahead_give_every_member_once_each_the_network_trained_alone(dataset, tmp_path):
+    """The runner's two background processes, the second started at once: between them every
+    member, none twice, and each the member `train_member` gives alone."""
+    from roicast.compute import members_ahead
+    from roicast.runs import store
+    from roicast.runs.artefacts import write_json
+
+    params = RunParams(**{**TINY, "epochs": 1})
+    dataset.save(tmp_path / store.DATASET)
+    write_json(tmp_path / store.PARAMS, params.model_dump())
+    lanes = [members_ahead.start(tmp_path, lane) for lane in members_ahead.LANES]
+    for name, lane in zip(members_ahead.LANES, lanes, strict=True):
+        log = members_ahead.folder(tmp_path) / members_ahead.log_file(name)
+        assert lane.wait(timeout=600) == 0, log.read_text()
+    members, seconds = members_ahead.take(tmp_path, params)
+    assert [m.seed for m in members] == [12, 13, 14] and seconds > 0
+    made = [pickle.loads((members_ahead.folder(tmp_path) / members_ahead.result_file(lane)).read_bytes())
+            for lane in members_ahead.LANES]
+    assert sorted(m.seed for lane in made for m in lane["members"]) == [12, 13, 14], "no member twice"
+    (tmp_path / "alone").mkdir()
+    alone = ensemble.train_member(dataset, params, 14, tmp_path / "alone")
+    np.testing.assert_array_equal(members[-1].test, alone.test)
