@@ -1,6 +1,9 @@
 """The project's own hygiene: environment files in sync, notebooks clean and consistent."""
 
 import ast
+import re
+import subprocess
+import sys
 import tomllib
 
 import nbformat
@@ -69,3 +72,17 @@ def test_readme_parameter_table_is_generated_from_the_code():
     spec.loader.exec_module(module)
     readme = (paths.REPO_ROOT / "README.md").read_text()
     assert module.parameter_table() in readme, "run scripts/update_readme.py"
+
+
+def test_xdist_keeps_a_group_on_one_worker(tmp_path):
+    """`make test` runs the tests that share a module fixture as one xdist group (tests/conftest.py):
+    with a pytest whose node ids xdist cannot tag, the groups would be silently ignored."""
+    (tmp_path / "test_grouped.py").write_text(
+        "import pytest\npytestmark = pytest.mark.xdist_group('one')\n"
+        + "".join(f"def test_{k}():\n    pass\n" for k in range(6)))
+    done = subprocess.run([sys.executable, "-m", "pytest", "-n", "2", "--dist", "loadgroup", "-v",
+                           "-p", "no:cacheprovider", str(tmp_path)], capture_output=True, text=True,
+                          cwd=tmp_path, timeout=120)
+    assert done.returncode == 0, done.stdout[-2000:]
+    workers = re.findall(r"\[(gw\d+)\] \[ *\d+%\] PASSED", done.stdout)
+    assert len(workers) == 6 and len(set(workers)) == 1, done.stdout[-2000:]
