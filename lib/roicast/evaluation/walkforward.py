@@ -186,14 +186,15 @@ def _report(done: int, total: int, label: str, outcome: Fold | Exception) -> Non
         print(f"[{done}/{total}] {label} FAILED: {type(outcome).__name__}: {outcome}", flush=True)
         return
     values = {(r["space"], r["predictor"], r["metric"]): r["value"] for r in outcome.records}
-    ic = ", ".join([f"{name} IC {values[(study.SPACE, name, 'ic_mean')]:+.4f}"
-                    for name in ("hybrid", "ridge") if (study.SPACE, name, "ic_mean") in values]
-                   + [f"{name} RPS {values[(DISTRIBUTION, name, 'rps')]:.4f}"
-                      for name in ("hybrid", distscore.REFERENCE) if (DISTRIBUTION, name, "rps") in values])
+    ics = [f"{name} IC {values[(study.SPACE, name, 'ic_mean')]:+.4f}"
+           for name in ("hybrid", "ridge") if (study.SPACE, name, "ic_mean") in values]
+    rps = [f"{name} RPS {values[(DISTRIBUTION, name, 'rps')]:.4f}"
+           for name in ("hybrid", distscore.REFERENCE) if (DISTRIBUTION, name, "rps") in values]
+    scores = ", ".join(ics + rps)
     periods = outcome.periods
     print(f"[{done}/{total}] {label}: trained on {periods['train']['start']} to "
           f"{periods['train']['end']}, tested {periods['test']['start']} to {periods['test']['end']}"
-          f"{'; ' + ic if ic else ''}; {values[('training', 'hybrid', 'fold_seconds')]:.0f} s",
+          f"{'; ' + scores if scores else ''}; {values[('training', 'hybrid', 'fold_seconds')]:.0f} s",
           flush=True)
 
 
