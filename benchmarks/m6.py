@@ -24,7 +24,9 @@ Usage: python benchmarks/m6.py [--horizon-days 20] [--window 250] [--garch-windo
                                [--years 1995 2022]
        python benchmarks/m6.py --render reports/benchmarks/m6_network.json   (the table again, from
                                the recorded scores: no forecast is made)
-Writes reports/benchmarks/m6.json and m6.md, with --network m6_network.json and m6_network.md.
+Writes reports/benchmarks/m6.json and m6.md, with --network m6_network.json and m6_network.md, and
+the networks' outputs before calibration in m6_network_outputs.npz (benchmarks/m6_variants.py
+calibrates them again without training).
 """
 
 import argparse
@@ -37,7 +39,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from results import save_results
+from results import RESULTS, save_results
 
 from roicast import paths
 from roicast.config import RunParams
@@ -49,6 +51,7 @@ FIRST_YEAR, LAST_YEAR = 1995, 2022
 REFERENCE = "covariance"
 LEVEL_90 = 0.9
 TRAIN_YEARS = 5
+OUTPUTS = RESULTS / "m6_network_outputs.npz"  # the networks' raw outputs, for m6_variants.py
 NETWORKS = {"small": {"lstm_units": [16, 8], "attention_heads": 2, "attention_key_dim": 8, "dense_units": 32},
             "default": {}}
 
@@ -121,6 +124,7 @@ def network_evaluations(prices: pd.DataFrame, args) -> tuple[dict, dict, dict]:
                 "params": network.params.model_dump(), "folds": int(fits["year"].nunique()),
                 "fits": network.fits, "median_epochs": float(fits["epochs_run"].median()),
                 "median_fit_seconds": float(fits["fit_seconds"].median())}
+    network.save_outputs(OUTPUTS)
     shared = seconds / len(evaluations)  # one training serves every network row
     return evaluations, dict.fromkeys(evaluations, shared), training
 

@@ -16,7 +16,7 @@ from roicast.models.network_distribution import Calibration, mixture, residual_c
 keras = pytest.importorskip("keras")
 from roicast.forecasting.forecast import Ensemble  # noqa: E402
 from roicast.models import hybrid, training  # noqa: E402
-from roicast.models.network_distribution import YearlyNetwork  # noqa: E402
+from roicast.models.network_distribution import YearlyNetwork, load_outputs, view_forecast  # noqa: E402
 
 TINY = dict(seq_len=20, lstm_units=[8, 4], attention_heads=1, attention_key_dim=4, dense_units=8,
             batch_size=64, output="distribution")
@@ -165,7 +165,7 @@ def test_a_network_sharing_the_traced_graph_is_the_fresh_one(small_prices, tmp_p
 
 
 @pytest.mark.slow
-def test_the_yearly_network_forecasts_each_month_from_the_years_before():
+def test_the_yearly_network_forecasts_each_month_from_the_years_before(tmp_path):
     prices, _ = regime_prices(days=1100, n_assets=5)
     params = RunParams(**TINY, epochs=2, target="sum", horizon_days=10)
     network = YearlyNetwork(params, train_years=2, members=2)
@@ -183,3 +183,16 @@ def test_the_yearly_network_forecasts_each_month_from_the_years_before():
     assert all(c.factor > 0 and 0 <= c.shrink <= 1 for c in network.calibration.values())
     with pytest.raises(ParameterError, match="horizon_days=20"):
         network(distribution.log_returns(prices), 20)
+
+    assets, years, outputs = load_outputs(network.save_outputs(tmp_path / "outputs.npz"))
+    assert sorted(years) == [2003, 2004] and list(outputs) == list(evaluation.periods["asof"])
+    for year, seen in years.items():  # nothing the calibration saw lies in the year it forecasts
+        assert seen.val_asof.max() < seen.val_asof.dtype.type(f"{year}-01-01")
+        assert seen.val_location.shape == seen.val_scale.shape == (2, *seen.val_actual.shape)
+    for view, chosen in YearlyNetwork.VIEWS.items():  # the recorded outputs give the same forecasts again
+        for asof, forecast in network.forecasts[view].items():
+            seen = years[asof.year]
+            again = view_forecast(assets, *(part[chosen] for part in outputs[asof]), seen.correlation(chosen),
+                                  seen.calibration(chosen))
+            np.testing.assert_allclose(again.mean, forecast.mean, rtol=1e-12, atol=1e-15)
+            np.testing.assert_allclose(again.covariance, forecast.covariance, rtol=1e-12)

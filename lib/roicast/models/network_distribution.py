@@ -38,6 +38,7 @@ from roicast.features.dataset import Dataset
 from roicast.features.windows import sample_indices, year_splits
 from roicast.models import training
 from roicast.models.distribution import Forecast
+from roicast.runs.artefacts import atomic_path
 
 
 def mixture(locations: np.ndarray, scales: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -143,6 +144,41 @@ def prices_of(returns: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(levels, index=returns.index.insert(0, first), columns=returns.columns)
 
 
+@dataclass(frozen=True)
+class YearOutputs:
+    """One yearly training's members on the windows it saw, in log-return units: the training
+    windows (for the residual correlation) and the held-out ones (for the calibration), each
+    as the day its window ends (`*_asof`), the realised targets (samples × assets) and every
+    member's location and scale (members × samples × assets). Kept, so that a forecast can be
+    calibrated again without training."""
+
+    train_asof: np.ndarray
+    train_actual: np.ndarray
+    train_location: np.ndarray
+    train_scale: np.ndarray
+    val_asof: np.ndarray
+    val_actual: np.ndarray
+    val_location: np.ndarray
+    val_scale: np.ndarray
+
+    def correlation(self, chosen: slice) -> np.ndarray:
+        """The residual correlation of the chosen members' mixture on the training windows."""
+        return residual_correlation(self.train_actual, *mixture(self.train_location[chosen],
+                                                                self.train_scale[chosen]))
+
+    def calibration(self, chosen: slice) -> Calibration:
+        """The chosen members' mixture calibrated on the held-out windows."""
+        return Calibration.fit(self.val_actual, *mixture(self.val_location[chosen], self.val_scale[chosen]))
+
+
+def view_forecast(assets: list[str], location: np.ndarray, scale: np.ndarray, correlation: np.ndarray,
+                  calibration: Calibration) -> Forecast:
+    """A calibrated `Forecast` from the members' locations and scales (members × assets, log units)."""
+    mean, sd = mixture(location, scale)
+    sd = calibration.scale(sd)
+    return Forecast(list(assets), calibration.location(mean), correlation * np.outer(sd, sd))
+
+
 class YearlyNetwork:
     """The distribution network as an m6 forecaster, retrained for each calendar year.
 
@@ -153,7 +189,8 @@ class YearlyNetwork:
     ends on `asof` and returns the members' mixture. `forecasts[view][asof]` keeps the
     forecasts of two views, each with the correlation of its own training residuals: the
     'mixture' (returned) and the 'first member' alone, so that both can be scored from one run
-    (`m6.score_forecasts`).
+    (`m6.score_forecasts`). `years` and `outputs` keep what they were made from (`YearOutputs`,
+    and each period's member locations and scales in log units): `save_outputs` writes them.
     """
 
     VIEWS = {"mixture": slice(None), "first member": slice(0, 1)}
@@ -165,6 +202,8 @@ class YearlyNetwork:
         self.params, self.train_years, self.members, self.verbose = params, train_years, members, verbose
         self.year: int | None = None
         self.forecasts: dict[str, dict[pd.Timestamp, Forecast]] = {view: {} for view in self.VIEWS}
+        self.years: dict[int, YearOutputs] = {}
+        self.outputs: dict[pd.Timestamp, tuple[np.ndarray, np.ndarray]] = {}
         self.fits: list[dict] = []
         self.networks = training.CompiledNetworks()  # one traced graph for every member and year
 
@@ -181,7 +220,7 @@ class YearlyNetwork:
                             max(params.smooth_window, probe.horizon), self.train_years)[0]
         dataset, self.scalers, _ = preprocess.build_dataset(prices, params, split=split)
         self.assets = [str(a) for a in dataset.assets]
-        self.weights, locations, scales = [], [], []
+        self.weights, on_train, on_val = [], [], []
         with tempfile.TemporaryDirectory() as work:
             for k in range(self.members):
                 network = training.Network(params, Path(work) / f"member_{k}", params.seed + k,
@@ -189,28 +228,23 @@ class YearlyNetwork:
                 network.fit(dataset, dataset.train_idx)
                 self.model = network.result.model
                 self.weights.append(self.model.get_weights())
-                location, scale = network.predict_distribution(dataset, dataset.train_idx)
-                locations.append(location)
-                scales.append(scale)
+                on_train.append(in_log_units(*network.predict_distribution(dataset, dataset.train_idx),
+                                             self.scalers))
+                on_val.append(in_log_units(*network.predict_distribution(dataset, dataset.val_idx),
+                                           self.scalers))
                 info = network.result.info
                 self.fits.append({"year": year, "member": k, "epochs_run": info["epochs_run"],
                                   "best_val_loss": info["best_val_loss"], "fit_seconds": info["fit_seconds"]})
-        actual = dataset.target_rows(dataset.train_idx)
-        self.correlations = {view: residual_correlation(actual, *mixture(np.array(locations)[chosen],
-                                                                         np.array(scales)[chosen]))
-                             for view, chosen in self.VIEWS.items()}
-        held_out = [self._outputs_on(dataset, dataset.val_idx, weights) for weights in self.weights]
-        self.calibration = {view: calibration_on(dataset.target_rows(dataset.val_idx),
-                                                 *mixture([h[0] for h in held_out[chosen]],
-                                                          [h[1] for h in held_out[chosen]]), self.scalers)
-                            for view, chosen in self.VIEWS.items()}
-        self.year = year
 
-    def _outputs_on(self, dataset: Dataset, indices: np.ndarray,
-                    weights: list) -> tuple[np.ndarray, np.ndarray]:
-        """One member's location and scale for some samples (the members share one network)."""
-        self.model.set_weights(weights)
-        return training.predict_distribution(self.model, dataset, indices)
+        def seen(indices: np.ndarray, members: list) -> tuple:
+            actual = in_log_units(dataset.target_rows(indices), np.zeros(1), self.scalers)[0]
+            return dataset.dates[indices - 1], actual, *map(np.array, zip(*members, strict=True))
+
+        outputs = YearOutputs(*seen(dataset.train_idx, on_train), *seen(dataset.val_idx, on_val))
+        self.years[year] = outputs
+        self.correlations = {view: outputs.correlation(chosen) for view, chosen in self.VIEWS.items()}
+        self.calibration = {view: outputs.calibration(chosen) for view, chosen in self.VIEWS.items()}
+        self.year = year
 
     def member_outputs(self, returns: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
         """Each member's location and scale (members × assets, scaled units) for the window
@@ -233,12 +267,39 @@ class YearlyNetwork:
         asof = history.index[-1]
         if asof.year != self.year:
             self._fit(history, asof.year)
-        locations, scales = self.member_outputs(history)
+        locations, scales = in_log_units(*self.member_outputs(history), self.scalers)
+        self.outputs[asof] = locations, scales
         for view, chosen in self.VIEWS.items():
-            location, scale = mixture(locations[chosen], scales[chosen])
-            self.forecasts[view][asof] = to_forecast(self.assets, location, scale, self.correlations[view],
-                                                     self.scalers, self.calibration[view])
+            self.forecasts[view][asof] = view_forecast(self.assets, locations[chosen], scales[chosen],
+                                                       self.correlations[view], self.calibration[view])
         return self.forecasts["mixture"][asof]
+
+    def save_outputs(self, path: Path) -> Path:
+        """Every year's `YearOutputs` and every period's member outputs, as one npz (`load_outputs`)."""
+        arrays = {f"year/{year}/{name}": value for year, outputs in self.years.items()
+                  for name, value in vars(outputs).items()}
+        for asof, (location, scale) in self.outputs.items():
+            arrays[f"period/{asof.date()}/location"], arrays[f"period/{asof.date()}/scale"] = location, scale
+        with atomic_path(Path(path)) as tmp, open(tmp, "wb") as file:
+            np.savez_compressed(file, assets=np.array(self.assets), **arrays)
+        return Path(path)
+
+
+def load_outputs(path: Path) -> tuple[list[str], dict[int, YearOutputs],
+                                      dict[pd.Timestamp, tuple[np.ndarray, np.ndarray]]]:
+    """The assets, years and period outputs that `YearlyNetwork.save_outputs` wrote."""
+    with np.load(path) as saved:
+        years: dict[int, dict] = {}
+        periods: dict[pd.Timestamp, dict] = {}
+        for key in saved.files:
+            kind, name, field_name = (key.split("/") + ["", ""])[:3]
+            if kind == "year":
+                years.setdefault(int(name), {})[field_name] = saved[key]
+            elif kind == "period":
+                periods.setdefault(pd.Timestamp(name), {})[field_name] = saved[key]
+        assets = [str(a) for a in saved["assets"]]
+    return (assets, {year: YearOutputs(**fields) for year, fields in sorted(years.items())},
+            {asof: (fields["location"], fields["scale"]) for asof, fields in sorted(periods.items())})
 
 
 def dataset_distribution(models: list[keras.Model], dataset: Dataset,
