@@ -138,8 +138,8 @@ VARIANTS = {"as trained": (False, False), "anchored": (True, False), "trailing c
 
 
 def within(evaluation: m6.Evaluation, start: str, end: str) -> m6.Evaluation:
-    """The evaluation's periods whose eve lies in [start, end]."""
-    keep = ((evaluation.periods["asof"] >= start) & (evaluation.periods["asof"] <= end)).to_numpy()
+    """The evaluation's periods whose first day lies in [start, end] (the first period's eve is in 1994)."""
+    keep = ((evaluation.periods["first"] >= start) & (evaluation.periods["first"] <= end)).to_numpy()
     return m6.Evaluation(evaluation.periods[keep].reset_index(drop=True), evaluation.assets,
                          *(getattr(evaluation, name)[keep]
                            for name in ("realised", "mean", "scale", "probabilities", "weights")))
