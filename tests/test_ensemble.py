@@ -1,5 +1,6 @@
 """Ensemble members: side by side in one model or as dask tasks, the same networks as trained alone."""
 
+import os
 import pickle
 from types import SimpleNamespace
 
@@ -134,7 +135,9 @@ def test_members_trained_in_turn_share_one_traced_network(dataset, tmp_path, mon
 def test_workers_share_the_cores_and_a_failed_share_is_reported_beside_the_members_kept(dataset, tmp_path,
                                                                                         capsys):
     """One failure policy for members and walk-forward folds (`compute.units`): the others are kept."""
+    environment = dict(os.environ)
     with connect(None, 2) as client:
+        assert dict(os.environ) == environment, "dask's nannies leave this process's environment as it was"
         shares = workers_per_host(client)
         threads = client.submit(member_process.threads_here, shares, pure=False).result()
     assert list(shares.values()) == [2] and threads == max(1, cores() // 2)

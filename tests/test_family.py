@@ -79,3 +79,17 @@ def test_06_forecasts_with_those_that_say_so_and_can_read_the_windows(built, sma
     raw_only, _, _ = build_dataset(small_prices,
                                    RunParams(seq_len=20, input_features=["raw"], output="direct"))
     assert not can_forecast(baselines.Persistence, raw_only) and can_forecast(baselines.SharedRidge, raw_only)
+
+
+def test_the_ridge_gives_the_same_bits_on_one_blas_thread_or_two(sample_prices):
+    """Its collinear columns once moved its metrics in the ninth digit with BLAS's thread count
+    (a dask worker's one against a kernel's two)."""
+    from threadpoolctl import threadpool_limits
+
+    dataset, _, _ = build_dataset(sample_prices.iloc[:, :6], RunParams())
+    forecasts = []
+    for threads in (1, 2):
+        with threadpool_limits(limits=threads, user_api="blas"):
+            ridge = baselines.SharedRidge().fit(dataset, dataset.train_idx)
+            forecasts.append(ridge.predict(dataset, dataset.test_idx))
+    np.testing.assert_array_equal(*forecasts)

@@ -9,6 +9,8 @@ the command line and the runner stay quick to start.
 
 import os
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
 from roicast.errors import RoicastError
@@ -63,7 +65,22 @@ def connect(scheduler: str | None, workers: int) -> "Client":
             raise RoicastError(f"Cannot reach the dask scheduler at {scheduler} within "
                                f"{SCHEDULER_TIMEOUT} ({exc}). Check the address (tcp://host:8786) "
                                "and that the scheduler is running.") from None
-    return Client(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None)
+    with _environment_kept():
+        return Client(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None)
+
+
+@contextmanager
+def _environment_kept() -> Iterator[None]:
+    """Undo what dask's nannies write into this process's environment to pass to their workers
+    (`distributed.nanny.pre-spawn-environ`: OMP_NUM_THREADS=1 and the like): left there, every
+    process started from here afterwards (a notebook kernel, a test's run) computed on one BLAS
+    thread."""
+    saved = dict(os.environ)
+    try:
+        yield
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
 
 
 def workers_per_host(client: "Client") -> dict[str, int]:

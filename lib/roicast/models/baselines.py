@@ -23,6 +23,7 @@ import numpy as np
 from scipy.linalg import LinAlgWarning
 from sklearn.linear_model import RidgeCV
 from sklearn.model_selection import TimeSeriesSplit
+from threadpoolctl import threadpool_limits
 
 from roicast.features.dataset import Dataset
 from roicast.features.preprocess import scaler_from_dict
@@ -133,16 +134,22 @@ class SharedRidge(Forecaster):
     def fit(self, dataset: Dataset, indices: np.ndarray) -> "SharedRidge":
         """Fit on the samples' windows. The smoothed feature is the rolling mean of the raw one,
         so the columns are collinear and the smallest alphas of the grid are ill-conditioned;
-        scipy warns, and cross-validation passes over those alphas anyway: the warning is muted."""
+        scipy warns, and cross-validation passes over those alphas anyway: the warning is muted.
+
+        BLAS runs on one thread: with the columns this collinear, the rounding of a multi-threaded
+        product moved the ridge's metrics in the ninth digit between a process with two BLAS
+        threads and a dask worker (or any process started after one) with one."""
         rows = _per_asset_rows(dataset, indices)
         y = dataset.target_rows(indices, self.fitted_series(dataset)).reshape(-1)
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), threadpool_limits(limits=1, user_api="blas"):
             warnings.simplefilter("ignore", LinAlgWarning)
             self.model.fit(rows, y)
         return self
 
     def predict(self, dataset: Dataset, indices: np.ndarray) -> np.ndarray:
-        return self.model.predict(_per_asset_rows(dataset, indices)).reshape(len(indices), dataset.n_assets)
+        with threadpool_limits(limits=1, user_api="blas"):
+            forecast = self.model.predict(_per_asset_rows(dataset, indices))
+        return forecast.reshape(len(indices), dataset.n_assets)
 
 
 def raw_feature(dataset: Dataset) -> np.ndarray | None:
