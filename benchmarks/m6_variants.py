@@ -1,11 +1,12 @@
-"""The M6 network's recorded outputs calibrated four ways, chosen on 1995–2008, confirmed on 2009–2022.
+"""The M6 network's recorded outputs calibrated six ways, chosen on 1995–2008, confirmed on 2009–2022.
 
 `benchmarks/m6.py --network` keeps every yearly training's raw outputs (before calibration) in
 reports/benchmarks/m6_network_outputs.npz. This script builds the network's monthly forecasts
-from them again, without training, in four variants fixed before any was scored:
+from them again, without training, in variants fixed before any was scored, in two rounds.
 
-- 'as trained': what m6.py scores (training-residual correlation; scale calibrated by factor and
-  power on the held-out windows, `network_distribution.Calibration`);
+First round (four variants):
+- 'held-out windows': the calibration of the year's held-out windows by factor and power
+  (`network_distribution.Calibration`), with the training residuals' correlation;
 - 'anchored': the scale calibrated with the trailing 250-day scale as a second covariate
   (`factor · reference · (scale/reference)^power · (σ250/reference250)^anchor_power`, all by the
   held-out likelihood): the covariance baseline's edge is its 250 days of history, which the
@@ -14,10 +15,17 @@ from them again, without training, in four variants fixed before any was scored:
   covariance baseline's) instead of the training residuals';
 - 'anchored, trailing correlation': both.
 
+Second round (two variants, after the first round's intervals covered too little in calm
+months): 'track record' and 'track record, anchored' calibrate each month on all earlier months'
+raw forecasts and realised returns once there are 24 of them (the held-out windows chose the
+network's weights by early stopping, so they flatter it). The chosen one, 'track record,
+anchored', is what `YearlyNetwork` (so m6.py) does since.
+
 Each variant is scored as the first member ('network') and the members' mixture ('ensemble'),
 with and without the mean, on three spans: 1995–2008 (where a variant is chosen: lowest mean
-RPS of the ensemble without its mean), 2009–2022 (the confirmation, not looked at for the
-choice) and all 28 years, each against the covariance baseline on the same months.
+RPS of the ensemble without its mean), 2009–2022 (the confirmation, not used for the choice; the
+second round was designed after the first round's 28-year rows had been seen) and all 28 years,
+each against the covariance baseline on the same months.
 
 Usage: python benchmarks/m6_variants.py [--outputs reports/benchmarks/m6_network_outputs.npz]
 Writes reports/benchmarks/m6_variants.json and m6_variants.md.
@@ -32,17 +40,17 @@ import numpy as np
 import pandas as pd
 from m6 import LEVEL_90, OUTPUTS, REFERENCE, zero_mean
 from results import save_results
-from scipy.optimize import minimize
 
 from roicast import paths
 from roicast.evaluation import m6
 from roicast.models import distribution
 from roicast.models.network_distribution import (
+    ANCHOR_DAYS,
     Calibration,
     YearlyNetwork,
     load_outputs,
     mixture,
-    view_forecast,
+    trailing_scale,
 )
 
 SPANS = {
@@ -51,47 +59,6 @@ SPANS = {
     "1995–2022": ("1995-01-01", "2022-12-31"),
 }
 CHOICE = next(iter(SPANS))
-ANCHOR_DAYS = 250
-
-
-@dataclass(frozen=True)
-class AnchoredCalibration:
-    """`Calibration` with a second scale covariate, the trailing 250-day scale (`anchor`)."""
-
-    shrink: float
-    factor: float
-    power: float
-    reference: float
-    anchor_power: float
-    anchor_reference: float
-
-    @classmethod
-    def fit(cls, actual: np.ndarray, location: np.ndarray, scale: np.ndarray,
-            anchor: np.ndarray) -> "AnchoredCalibration":
-        shrink = Calibration.fit(actual, location, scale).shrink
-        residual = actual - Calibration(shrink=shrink).location(location)
-        reference = float(np.exp(np.mean(np.log(scale))))
-        anchor_reference = float(np.exp(np.mean(np.log(anchor))))
-        covariates = np.log(scale / reference), np.log(anchor / anchor_reference)
-
-        def factor_at(powers: np.ndarray) -> float:
-            exponent = 2 * (powers[0] * covariates[0] + powers[1] * covariates[1])
-            return float(np.sqrt(np.mean((residual / reference) ** 2 / np.exp(exponent))))
-
-        def negative_log_likelihood(powers: np.ndarray) -> float:
-            return float(np.mean(powers[0] * covariates[0] + powers[1] * covariates[1])
-                         + np.log(factor_at(powers)))
-
-        powers = minimize(negative_log_likelihood, np.array([1.0, 0.0]), bounds=[Calibration.POWERS] * 2,
-                          method="L-BFGS-B").x
-        return cls(shrink, factor_at(powers), float(powers[0]), reference, float(powers[1]), anchor_reference)
-
-    def location(self, location: np.ndarray) -> np.ndarray:
-        return Calibration(shrink=self.shrink).location(location)
-
-    def scale_with(self, scale: np.ndarray, anchor: np.ndarray) -> np.ndarray:
-        return (self.factor * self.reference * (scale / self.reference) ** self.power
-                * (anchor / self.anchor_reference) ** self.anchor_power)
 
 
 class Trailing:
@@ -99,7 +66,7 @@ class Trailing:
 
     def __init__(self, returns: pd.DataFrame, horizon_days: int):
         self.returns, self.horizon_days = returns, horizon_days
-        self.sd = returns.rolling(ANCHOR_DAYS).std() * np.sqrt(horizon_days)
+        self.sd = trailing_scale(returns, horizon_days, ANCHOR_DAYS)
 
     def scale(self, days: np.ndarray) -> np.ndarray:
         return self.sd.loc[pd.DatetimeIndex(days)].to_numpy()
@@ -108,33 +75,55 @@ class Trailing:
         return np.corrcoef(self.returns.loc[:day].to_numpy()[-ANCHOR_DAYS:], rowvar=False)
 
 
-def variant_forecasts(outputs, trailing: Trailing, anchored: bool, trailing_correlation: bool,
-                      chosen: slice) -> list[distribution.Forecast]:
-    """One view's forecast for every recorded period under a variant."""
+@dataclass(frozen=True)
+class Variant:
+    """How a variant builds its forecasts from the recorded outputs."""
+
+    anchored: bool = False  # the trailing 250-day scale as a second scale covariate
+    trailing_correlation: bool = False  # the last 250 days' correlation, not the training residuals'
+    track_record: bool = False  # calibrated on the earlier periods' forecasts and outcomes
+
+
+VARIANTS = {"held-out windows": Variant(), "anchored": Variant(anchored=True),
+            "trailing correlation": Variant(trailing_correlation=True),
+            "anchored, trailing correlation": Variant(anchored=True, trailing_correlation=True),
+            "track record": Variant(track_record=True),
+            "track record, anchored": Variant(anchored=True, track_record=True)}
+
+
+def fit_calibration(variant: Variant, actual: np.ndarray, mean: np.ndarray, sd: np.ndarray,
+                    days: np.ndarray, trailing: Trailing) -> Calibration:
+    return Calibration.fit(actual, mean, sd, trailing.scale(days) if variant.anchored else None)
+
+
+def variant_forecasts(outputs, table: pd.DataFrame, realised: np.ndarray, trailing: Trailing,
+                      variant: Variant, chosen: slice) -> list[distribution.Forecast]:
+    """One view's forecast for every recorded period under a variant. A track-record variant
+    calibrates period k on the raw forecasts and realised returns of periods 0 … k − 1 (periods
+    are consecutive, so each has ended by period k's eve), once there are `YearlyNetwork.TRACK_RECORD`."""
     assets, years, periods = outputs
     fitted = {}
     for year, seen in years.items():
         mean, sd = mixture(seen.val_location[chosen], seen.val_scale[chosen])
-        calibration = (AnchoredCalibration.fit(seen.val_actual, mean, sd, trailing.scale(seen.val_asof))
-                       if anchored else Calibration.fit(seen.val_actual, mean, sd))
-        fitted[year] = calibration, seen.correlation(chosen)
+        fitted[year] = (fit_calibration(variant, seen.val_actual, mean, sd, seen.val_asof, trailing),
+                        seen.correlation(chosen))
+    if list(periods) != list(table["asof"]):
+        raise ValueError("the recorded periods are not the table's")
+    mixed = [mixture(location[chosen], scale[chosen]) for location, scale in periods.values()]
     forecasts = []
-    for asof, (location, scale) in periods.items():
+    for k, asof in enumerate(table["asof"]):
         calibration, correlation = fitted[asof.year]
-        if trailing_correlation:
+        if variant.track_record and k >= YearlyNetwork.TRACK_RECORD:
+            calibration = fit_calibration(variant, realised[:k], np.array([m for m, _ in mixed[:k]]),
+                                          np.array([s for _, s in mixed[:k]]),
+                                          table["asof"].to_numpy()[:k], trailing)
+        if variant.trailing_correlation:
             correlation = trailing.correlation(asof)
-        if anchored:
-            mean, sd = mixture(location[chosen], scale[chosen])
-            sd = calibration.scale_with(sd, trailing.scale(np.array([asof]))[0])
-            forecasts.append(distribution.Forecast(assets, calibration.location(mean),
-                                                   correlation * np.outer(sd, sd)))
-        else:
-            forecasts.append(view_forecast(assets, location[chosen], scale[chosen], correlation, calibration))
+        mean, sd = mixed[k]
+        sd = calibration.scale(sd, trailing.scale(np.array([asof]))[0] if variant.anchored else None)
+        forecasts.append(distribution.Forecast(assets, calibration.location(mean),
+                                               correlation * np.outer(sd, sd)))
     return forecasts
-
-
-VARIANTS = {"as trained": (False, False), "anchored": (True, False), "trailing correlation": (False, True),
-            "anchored, trailing correlation": (True, True)}
 
 
 def within(evaluation: m6.Evaluation, start: str, end: str) -> m6.Evaluation:
@@ -158,7 +147,7 @@ def _t(value: float) -> str:
 
 
 def markdown(summaries: dict, chosen: str, command: str, periods: dict[str, int]) -> str:
-    lines = [f"The network's recorded outputs (`{OUTPUTS.name}`) calibrated four ways; RPS, t against the "
+    lines = [f"The network's recorded outputs (`{OUTPUTS.name}`) calibrated six ways; RPS, t against the "
              f"covariance baseline on the same months (positive: worse), CRPS and the 90 % interval's "
              f"coverage by tercile of the forecast scale. Chosen on {CHOICE.split(' ')[0]}: **{chosen}**.",
              "", f"Command: `{command}`", ""]
@@ -195,10 +184,13 @@ def main() -> None:
                   for position in table["position"]]
     reference = m6.score_forecasts(returns, table, covariance, horizon_days, args.draws, args.seed)
     evaluations = {REFERENCE: reference}
-    for variant, (anchored, trailing_correlation) in VARIANTS.items():
+    values = returns[assets].to_numpy()
+    realised = np.array([values[position:position + horizon_days].sum(axis=0)
+                         for position in table["position"]])
+    for variant_name, variant in VARIANTS.items():
         for view, chosen in YearlyNetwork.VIEWS.items():
-            forecasts = variant_forecasts(outputs, trailing, anchored, trailing_correlation, chosen)
-            name = f"{'network' if view == 'first member' else 'ensemble'}, {variant}"
+            forecasts = variant_forecasts(outputs, table, realised, trailing, variant, chosen)
+            name = f"{'network' if view == 'first member' else 'ensemble'}, {variant_name}"
             for label, scored in ((name, forecasts), (f"{name}, zero mean", zero_mean(forecasts))):
                 evaluations[label] = m6.score_forecasts(returns, table, scored, horizon_days, args.draws,
                                                         args.seed)

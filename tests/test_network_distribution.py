@@ -7,11 +7,17 @@ import pytest
 from scipy import stats
 
 from roicast.config import RunParams
-from roicast.errors import ParameterError
+from roicast.errors import DataError, ParameterError
 from roicast.evaluation import m6
 from roicast.features.preprocess import build_dataset, fit_scaler, scaler_to_dict
 from roicast.models import distribution
-from roicast.models.network_distribution import Calibration, mixture, residual_correlation, to_forecast
+from roicast.models.network_distribution import (
+    Calibration,
+    mixture,
+    residual_correlation,
+    to_forecast,
+    trailing_scale,
+)
 
 keras = pytest.importorskip("keras")
 from roicast.forecasting.forecast import Ensemble  # noqa: E402
@@ -59,6 +65,28 @@ def test_the_calibration_pulls_too_spread_scales_together_by_a_power():
     assert calibration.power == pytest.approx(0.5, abs=0.05)
     np.testing.assert_allclose(calibration.scale(np.array([0.04, 0.25])), [0.2, 0.5], rtol=0.05)
     assert Calibration.fit(actual, np.zeros_like(scale), np.sqrt(scale)).power == pytest.approx(1.0, abs=0.05)
+
+
+def test_an_anchored_calibration_weighs_the_anchor_by_what_held_out_returns_bear_out():
+    """True spread = the anchor's: the anchor gets power 1 and the network's blind scale 0; and
+    half the network's, half the anchor's (in logs): half each."""
+    rng = np.random.default_rng(3)
+    anchor = np.exp(rng.uniform(np.log(0.01), np.log(1.0), (6000, 4)))
+    blind = np.exp(rng.uniform(np.log(0.01), np.log(1.0), anchor.shape))
+    actual = rng.standard_normal(anchor.shape) * anchor
+    calibration = Calibration.fit(actual, np.zeros_like(anchor), blind, anchor)
+    assert calibration.anchor_power == pytest.approx(1.0, abs=0.05)
+    assert calibration.power == pytest.approx(0.0, abs=0.05)
+    np.testing.assert_allclose(calibration.scale(np.array([0.5, 0.5]), np.array([0.04, 0.25])), [0.04, 0.25],
+                               rtol=0.1)
+    both = Calibration.fit(rng.standard_normal(anchor.shape) * np.sqrt(anchor * blind), np.zeros_like(anchor),
+                           blind, anchor)
+    assert both.power == pytest.approx(0.5, abs=0.05) and both.anchor_power == pytest.approx(0.5, abs=0.05)
+    with pytest.raises(ParameterError, match="anchor"):
+        calibration.scale(np.ones(4))
+    with pytest.raises(DataError, match="anchor"):
+        Calibration.fit(actual, np.zeros_like(anchor), blind, np.where(anchor > 0.5, np.nan, anchor))
+    assert Calibration.fit(actual, np.zeros_like(anchor), blind).anchor_power == 0
 
 
 def test_the_calibration_keeps_a_location_only_as_far_as_held_out_returns_bear_it_out():
@@ -168,7 +196,7 @@ def test_a_network_sharing_the_traced_graph_is_the_fresh_one(small_prices, tmp_p
 def test_the_yearly_network_forecasts_each_month_from_the_years_before(tmp_path):
     prices, _ = regime_prices(days=1100, n_assets=5)
     params = RunParams(**TINY, epochs=2, target="sum", horizon_days=10)
-    network = YearlyNetwork(params, train_years=2, members=2)
+    network = YearlyNetwork(params, train_years=2, members=2, track_record=1)
     evaluation = m6.evaluate(prices, network, 10, "2003-12-22", "2004-01-30", draws=500)
     assert list(evaluation.periods["asof"].dt.year) == [2003, 2004, 2004]
     assert [fit["year"] for fit in network.fits] == [2003, 2003, 2004, 2004]
@@ -189,10 +217,21 @@ def test_the_yearly_network_forecasts_each_month_from_the_years_before(tmp_path)
     for year, seen in years.items():  # nothing the calibration saw lies in the year it forecasts
         assert seen.val_asof.max() < seen.val_asof.dtype.type(f"{year}-01-01")
         assert seen.val_location.shape == seen.val_scale.shape == (2, *seen.val_actual.shape)
-    for view, chosen in YearlyNetwork.VIEWS.items():  # the recorded outputs give the same forecasts again
-        for asof, forecast in network.forecasts[view].items():
+    returns = distribution.log_returns(prices)[assets]
+    anchors = trailing_scale(returns, 10)
+    realised = [returns.to_numpy()[p:p + 10].sum(axis=0) for p in evaluation.periods["position"]]
+    for view, chosen in YearlyNetwork.VIEWS.items():  # the recorded outputs give the same forecasts again:
+        mixed = [mixture(*(part[chosen] for part in outputs[asof])) for asof in outputs]
+        for k, (asof, forecast) in enumerate(network.forecasts[view].items()):
             seen = years[asof.year]
+            if k == 0:  # the held-out windows' calibration at first, then the track record's
+                calibration = seen.calibration(chosen, anchors)
+            else:
+                calibration = Calibration.fit(np.array(realised[:k]), np.array([m for m, _ in mixed[:k]]),
+                                              np.array([sd for _, sd in mixed[:k]]),
+                                              anchors.loc[list(outputs)[:k]].to_numpy())
+            assert network.calibrations[view][asof] == calibration
             again = view_forecast(assets, *(part[chosen] for part in outputs[asof]), seen.correlation(chosen),
-                                  seen.calibration(chosen))
+                                  calibration, anchors.loc[asof].to_numpy())
             np.testing.assert_allclose(again.mean, forecast.mean, rtol=1e-12, atol=1e-15)
             np.testing.assert_allclose(again.covariance, forecast.covariance, rtol=1e-12)

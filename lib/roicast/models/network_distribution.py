@@ -15,10 +15,12 @@ target, in the target's scaled units. Four steps make that a `distribution.Forec
   mapped by a factor and a power. The network partly fits its training windows, so the scale it
   learns there is too small out of sample, and too spread: on 2018–2022 one factor alone left its
   90 % intervals covering 83 % of months where it forecast calm and 93 % where it forecast
-  turmoil.
+  turmoil. The calibration may take a second scale, an anchor: the trailing 250-day one
+  (`trailing_scale`) carries the long history that the 60-day window lacks.
 
 `YearlyNetwork` is a forecaster for `roicast.evaluation.m6.evaluate`: it retrains the network(s) once per
-calendar year on the `train_years` before it, from the returns the evaluation hands it.
+calendar year on the `train_years` before it, from the returns the evaluation hands it, and
+calibrates each month's forecast, anchored, on its own track record once it has one.
 """
 
 import tempfile
@@ -28,11 +30,11 @@ from pathlib import Path
 import keras
 import numpy as np
 import pandas as pd
-from scipy.optimize import minimize_scalar
+from scipy.optimize import minimize, minimize_scalar
 from sklearn.covariance import LedoitWolf
 
 from roicast.config import RunParams
-from roicast.errors import ParameterError
+from roicast.errors import DataError, ParameterError
 from roicast.features import preprocess
 from roicast.features.dataset import Dataset
 from roicast.features.windows import sample_indices, year_splits
@@ -69,27 +71,39 @@ class Calibration:
     skill at the mean keeps none). The scale becomes `factor · reference · (scale / reference)^power`,
     `reference` the held-out scales' geometric mean: `power` below 1 pulls calm and volatile
     forecasts together, `factor` sets the overall width; both maximise the held-out Gaussian
-    likelihood. The identity (all 1) leaves a forecast as it is.
+    likelihood. Fitted with an `anchor` (a second scale per sample, such as the trailing 250-day
+    one, `trailing_scale`), the scale is also multiplied by `(anchor / anchor_reference)^anchor_power`,
+    both powers by the same likelihood: the network's 60-day window is blind to the longer history
+    that ranks the assets' volatility best. The identity (all 1, no anchor) leaves a forecast as it is.
     """
 
     shrink: float = 1.0
     factor: float = 1.0
     power: float = 1.0
     reference: float = 1.0
+    anchor_power: float = 0.0
+    anchor_reference: float = 1.0
 
     POWERS = (0.0, 2.0)  # the search's bounds: from one scale for all to twice the spread
 
-    @classmethod
-    def fit(cls, actual: np.ndarray, location: np.ndarray, scale: np.ndarray) -> "Calibration":
-        """The calibration of held-out samples (samples × assets, log units; never the test's)."""
-        actual, location, scale = (np.asarray(a, float) for a in (actual, location, scale))
+    @staticmethod
+    def _shrink(actual: np.ndarray, location: np.ndarray) -> float:
         deviation = location - location.mean(axis=1, keepdims=True)
         outcome = actual - actual.mean(axis=1, keepdims=True)
         spread = float(np.sum(deviation**2))
-        shrink = float(np.clip(np.sum(deviation * outcome) / spread, 0.0, 1.0)) if spread > 0 else 0.0
+        return float(np.clip(np.sum(deviation * outcome) / spread, 0.0, 1.0)) if spread > 0 else 0.0
+
+    @classmethod
+    def fit(cls, actual: np.ndarray, location: np.ndarray, scale: np.ndarray,
+            anchor: np.ndarray | None = None) -> "Calibration":
+        """The calibration of held-out samples (samples × assets, log units; never the test's)."""
+        actual, location, scale = (np.asarray(a, float) for a in (actual, location, scale))
+        shrink = cls._shrink(actual, location)
         residual = actual - cls(shrink=shrink).location(location)
         reference = float(np.exp(np.mean(np.log(scale))))
         relative = np.log(scale / reference)
+        if anchor is not None:
+            return cls._fit_anchored(shrink, residual, reference, relative, np.asarray(anchor, float))
 
         def factor_at(power: float) -> float:
             return float(np.sqrt(np.mean((residual / reference) ** 2 / np.exp(2 * power * relative))))
@@ -102,12 +116,48 @@ class Calibration:
         power = float(minimize_scalar(negative_log_likelihood, bounds=cls.POWERS, method="bounded").x)
         return cls(shrink, factor_at(power), power, reference)
 
+    @classmethod
+    def _fit_anchored(cls, shrink: float, residual: np.ndarray, reference: float, relative: np.ndarray,
+                      anchor: np.ndarray) -> "Calibration":
+        if not np.all(np.isfinite(anchor) & (anchor > 0)):
+            raise DataError("the anchor scale is missing or not positive for some held-out samples: "
+                            "give it more history before them")
+        anchor_reference = float(np.exp(np.mean(np.log(anchor))))
+        covariates = relative, np.log(anchor / anchor_reference)
+
+        def factor_at(powers: np.ndarray) -> float:
+            exponent = 2 * (powers[0] * covariates[0] + powers[1] * covariates[1])
+            return float(np.sqrt(np.mean((residual / reference) ** 2 / np.exp(exponent))))
+
+        def negative_log_likelihood(powers: np.ndarray) -> float:
+            return float(np.mean(powers[0] * covariates[0] + powers[1] * covariates[1])
+                         + np.log(factor_at(powers)))
+
+        powers = minimize(negative_log_likelihood, np.array([1.0, 0.0]), bounds=[cls.POWERS] * 2,
+                          method="L-BFGS-B").x
+        return cls(shrink, factor_at(powers), float(powers[0]), reference, float(powers[1]), anchor_reference)
+
     def location(self, location: np.ndarray) -> np.ndarray:
         centre = np.mean(location, axis=-1, keepdims=True)
         return centre + self.shrink * (location - centre)
 
-    def scale(self, scale: np.ndarray) -> np.ndarray:
-        return self.factor * self.reference * (np.asarray(scale, float) / self.reference) ** self.power
+    def scale(self, scale: np.ndarray, anchor: np.ndarray | None = None) -> np.ndarray:
+        calibrated = self.factor * self.reference * (np.asarray(scale, float) / self.reference) ** self.power
+        if self.anchor_power == 0:
+            return calibrated
+        if anchor is None:
+            raise ParameterError("this calibration was fitted with an anchor scale: pass the forecast's")
+        return calibrated * (np.asarray(anchor, float) / self.anchor_reference) ** self.anchor_power
+
+
+ANCHOR_DAYS = 250
+
+
+def trailing_scale(returns: pd.DataFrame, horizon_days: int, days: int = ANCHOR_DAYS) -> pd.DataFrame:
+    """Each day's scale of the H-day log return from the daily log returns' standard deviation
+    over the `days` up to and including it (the covariance baseline's, per asset): a calibration's
+    anchor."""
+    return returns.rolling(days).std() * np.sqrt(horizon_days)
 
 
 def in_log_units(location: np.ndarray, scale: np.ndarray, scalers: dict) -> tuple[np.ndarray, np.ndarray]:
@@ -166,16 +216,19 @@ class YearOutputs:
         return residual_correlation(self.train_actual, *mixture(self.train_location[chosen],
                                                                 self.train_scale[chosen]))
 
-    def calibration(self, chosen: slice) -> Calibration:
-        """The chosen members' mixture calibrated on the held-out windows."""
-        return Calibration.fit(self.val_actual, *mixture(self.val_location[chosen], self.val_scale[chosen]))
+    def calibration(self, chosen: slice, anchor: pd.DataFrame | None = None) -> Calibration:
+        """The chosen members' mixture calibrated on the held-out windows; with `anchor` (a
+        `trailing_scale` table), anchored by its value on each window's last day."""
+        anchors = None if anchor is None else anchor.loc[pd.DatetimeIndex(self.val_asof)].to_numpy()
+        return Calibration.fit(self.val_actual, *mixture(self.val_location[chosen], self.val_scale[chosen]),
+                               anchors)
 
 
 def view_forecast(assets: list[str], location: np.ndarray, scale: np.ndarray, correlation: np.ndarray,
-                  calibration: Calibration) -> Forecast:
+                  calibration: Calibration, anchor: np.ndarray | None = None) -> Forecast:
     """A calibrated `Forecast` from the members' locations and scales (members × assets, log units)."""
     mean, sd = mixture(location, scale)
-    sd = calibration.scale(sd)
+    sd = calibration.scale(sd, anchor)
     return Forecast(list(assets), calibration.location(mean), correlation * np.outer(sd, sd))
 
 
@@ -191,17 +244,28 @@ class YearlyNetwork:
     'mixture' (returned) and the 'first member' alone, so that both can be scored from one run
     (`m6.score_forecasts`). `years` and `outputs` keep what they were made from (`YearOutputs`,
     and each period's member locations and scales in log units): `save_outputs` writes them.
+
+    Each forecast is calibrated (`Calibration`) with the trailing `anchor_days` scale as its
+    anchor (None: without), on its own track record once `track_record` earlier periods have
+    ended (their raw forecasts and realised returns, whichever networks made them), and before
+    that on the year's held-out windows, which early stopping chose its weights on and so flatter
+    it. `calibrations[view][asof]` keeps the one each forecast used. Both were chosen on
+    1995–2008 among pre-registered variants (`benchmarks/m6_variants.py`).
     """
 
     VIEWS = {"mixture": slice(None), "first member": slice(0, 1)}
+    TRACK_RECORD = 24  # periods: two years of months, 480 outcomes of 20 assets
 
-    def __init__(self, params: RunParams, train_years: int = 5, members: int = 1, verbose: int = 0):
+    def __init__(self, params: RunParams, train_years: int = 5, members: int = 1, verbose: int = 0,
+                 anchor_days: int | None = ANCHOR_DAYS, track_record: int | None = TRACK_RECORD):
         if not params.distributional or params.target != "sum":
             raise ParameterError("YearlyNetwork needs output='distribution' and target='sum' (the "
                                  "H-day log return it forecasts)")
         self.params, self.train_years, self.members, self.verbose = params, train_years, members, verbose
+        self.anchor_days, self.track_record = anchor_days, track_record
         self.year: int | None = None
         self.forecasts: dict[str, dict[pd.Timestamp, Forecast]] = {view: {} for view in self.VIEWS}
+        self.calibrations: dict[str, dict[pd.Timestamp, Calibration]] = {view: {} for view in self.VIEWS}
         self.years: dict[int, YearOutputs] = {}
         self.outputs: dict[pd.Timestamp, tuple[np.ndarray, np.ndarray]] = {}
         self.fits: list[dict] = []
@@ -242,9 +306,31 @@ class YearlyNetwork:
 
         outputs = YearOutputs(*seen(dataset.train_idx, on_train), *seen(dataset.val_idx, on_val))
         self.years[year] = outputs
+        anchor = self._anchors(returns)
         self.correlations = {view: outputs.correlation(chosen) for view, chosen in self.VIEWS.items()}
-        self.calibration = {view: outputs.calibration(chosen) for view, chosen in self.VIEWS.items()}
+        self.calibration = {view: outputs.calibration(chosen, anchor) for view, chosen in self.VIEWS.items()}
         self.year = year
+
+    def _anchors(self, returns: pd.DataFrame) -> pd.DataFrame | None:
+        if self.anchor_days is None:
+            return None
+        return trailing_scale(returns[self.assets], self.params.horizon_days, self.anchor_days)
+
+    def _calibration(self, view: str, history: pd.DataFrame, anchors: pd.DataFrame | None) -> Calibration:
+        """The track record's calibration of a view, if long enough; else the held-out windows'."""
+        horizon = self.params.horizon_days
+        positions = history.index.get_indexer(list(self.outputs))
+        ended = [(asof, p) for asof, p in zip(self.outputs, positions, strict=True)
+                 if p >= 0 and p + horizon < len(history)]
+        if self.track_record is None or len(ended) < self.track_record:
+            return self.calibration[view]
+        values = history[self.assets].to_numpy()
+        realised = np.array([values[p + 1:p + 1 + horizon].sum(axis=0) for _, p in ended])
+        chosen = self.VIEWS[view]
+        mixed = [mixture(self.outputs[asof][0][chosen], self.outputs[asof][1][chosen]) for asof, _ in ended]
+        past = pd.DatetimeIndex([asof for asof, _ in ended])
+        return Calibration.fit(realised, np.array([m for m, _ in mixed]), np.array([s for _, s in mixed]),
+                               None if anchors is None else anchors.loc[past].to_numpy())
 
     def member_outputs(self, returns: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
         """Each member's location and scale (members × assets, scaled units) for the window
@@ -268,10 +354,13 @@ class YearlyNetwork:
         if asof.year != self.year:
             self._fit(history, asof.year)
         locations, scales = in_log_units(*self.member_outputs(history), self.scalers)
-        self.outputs[asof] = locations, scales
+        anchors = self._anchors(history)
+        anchor = None if anchors is None else anchors.iloc[-1].to_numpy()
         for view, chosen in self.VIEWS.items():
+            calibration = self.calibrations[view][asof] = self._calibration(view, history, anchors)
             self.forecasts[view][asof] = view_forecast(self.assets, locations[chosen], scales[chosen],
-                                                       self.correlations[view], self.calibration[view])
+                                                       self.correlations[view], calibration, anchor)
+        self.outputs[asof] = locations, scales
         return self.forecasts["mixture"][asof]
 
     def save_outputs(self, path: Path) -> Path:
