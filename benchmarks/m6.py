@@ -121,6 +121,7 @@ def network_evaluations(prices: pd.DataFrame, args) -> tuple[dict, dict, dict]:
                             f"ensemble of {args.members}, zero mean": score(zero_mean(mixed))})
     fits = pd.DataFrame(network.fits)
     training = {"size": args.network, "members": args.members, "train_years": TRAIN_YEARS,
+                "anchor_days": network.anchor_days, "track_record": network.track_record,
                 "params": network.params.model_dump(), "folds": int(fits["year"].nunique()),
                 "fits": network.fits, "median_epochs": float(fits["epochs_run"].median()),
                 "median_fit_seconds": float(fits["fit_seconds"].median())}
@@ -143,6 +144,17 @@ def t_against_uniform(per_period: dict) -> dict[str, float]:
     uniform = per_period["uniform"]["rps"]
     return {name: m6.paired_t(scores["rps"], uniform)["t"]
             for name, scores in per_period.items() if name not in ("asof", "uniform")}
+
+
+def _calibration(training: dict) -> str:
+    """How the network rows were calibrated, in words (runs before the anchor and the track
+    record recorded neither)."""
+    anchor, record = training.get("anchor_days"), training.get("track_record")
+    anchored = f", anchored by the trailing {anchor}-day scale" if anchor else ""
+    if record:
+        return (f"on the year's held-out windows until {record} periods had ended, then on the "
+                f"network's own track record (every earlier period){anchored}")
+    return f"on the year's held-out windows{anchored}"
 
 
 def markdown(summaries: dict[str, dict], seconds: dict[str, float], args, command: str,
@@ -168,7 +180,8 @@ def markdown(summaries: dict[str, dict], seconds: dict[str, float], args, comman
             f"{training['folds']} yearly trainings of {training['members']} member(s) on the "
             f"{training['train_years']} years before; median {training['median_epochs']:.0f} epochs and "
             f"{training['median_fit_seconds']:.0f} s per network; the seconds column splits one run's "
-            "time over its rows.", ""]),
+            "time over its rows. Calibrated "
+            f"{_calibration(training)}.", ""]),
         "| forecaster | mean RPS | t RPS | t RPS vs uniform | mean CRPS | t CRPS "
         "| 90 % coverage, low / mid / high scale | decision | IR | max drawdown | seconds |",
         "|---|---|---|---|---|---|---|---|---|---|---|",
