@@ -12,12 +12,15 @@ the decision's information ratio and drawdown (inverse volatility, Σ|w| = 1; th
 forecaster, having no scale, decides equal weights).
 
 With --network, the distribution network (`output: distribution` on the H-day 'sum' target) too:
-retrained each calendar year on the five years before it (`network_distribution.YearlyNetwork`),
+retrained each calendar year on the five years before it (`network_distribution.YearlyNetwork`:
+each month calibrated, anchored by the trailing 250-day scale, on the network's own earlier
+months once 24 have ended, before that on the year's held-out windows),
 `--members` networks per year (seeds 42, 43, ...), scored as its first member alone ('network') and
 as the members' mixture ('ensemble'), each also with its mean set to zero (only the scale and the
 residual correlation: the location's noise cannot cost rank probabilities). `--network small`
 is a smaller network than the default (LSTM 16/8 units, 2 attention heads of 8, dense 32), so
-that the 28 years train on two cores in about an hour with two members; `default` is RunParams' network.
+that the 28 years train on two cores in 20–25 minutes with two members (2026-12-04; up to twice that
+on slower days of the same machine); `default` is RunParams' network.
 
 Usage: python benchmarks/m6.py [--horizon-days 20] [--window 250] [--garch-window 1000]
                                [--draws 10000] [--seed 0] [--network small|default] [--members 3]
