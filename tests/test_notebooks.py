@@ -215,19 +215,29 @@ def test_nbval_fails_when_a_kept_output_changes(workdir, tmp_path):
     assert kept and all(c.execution_count and c.outputs for c in kept)  # nbval skips unrun cells
     kept[0].outputs[0]["text"] = kept[0].outputs[0]["text"].replace("assets: 20", "assets: 21")
     nbformat.write(notebook, tmp_path / "01_collect.ipynb")
-    done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
-                           "--nbval-lax", str(tmp_path / "01_collect.ipynb")], capture_output=True, text=True,
-                          env={**os.environ, "ROICAST_WORKDIR": str(workdir)}, cwd=paths.NOTEBOOKS_DIR)
+    done = _nbval([str(tmp_path / "01_collect.ipynb")], workdir)
     assert done.returncode != 0 and "assets: 21" in done.stdout, done.stdout[-3000:]
 
 
 def test_nbval_outputs_of_collect_and_preprocess_match(workdir):
-    notebooks = [str(paths.notebook_path(nb)) for nb in ("01_collect", "02_preprocess")]
-    done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
-                           "--nbval-lax", *notebooks], capture_output=True, text=True,
-                          env={**os.environ, "ROICAST_WORKDIR": str(workdir)},
-                          cwd=paths.NOTEBOOKS_DIR)
+    done = _nbval([str(paths.notebook_path(nb)) for nb in ("01_collect", "02_preprocess")], workdir)
     assert done.returncode == 0, done.stdout[-3000:]
+
+
+def _nbval(notebooks: list[str], workdir) -> subprocess.CompletedProcess:
+    """nbval on some notebooks in a child pytest, run once more if a kernel died before it
+    answered (once in three fresh-clone suites on 2026-12-04), when no output was compared.
+    nbval sends the kernel's stderr to /dev/null, so the cause went unrecorded; the known race
+    is jupyter_client's TCP ports, picked and freed before the kernel binds them, which the
+    other worker's clusters and kernels may take meanwhile."""
+    for _ in range(2):
+        done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                               "--nbval-lax", *notebooks], capture_output=True, text=True,
+                              env={**os.environ, "ROICAST_WORKDIR": str(workdir)}, cwd=paths.NOTEBOOKS_DIR)
+        if "Kernel died before replying to kernel_info" not in done.stdout:
+            break
+        print("nbval: a kernel died before it answered; running nbval again", file=sys.stderr)
+    return done
 
 
 def _signal_run(argv: list[str], when, sig: int) -> tuple[int, str]:
