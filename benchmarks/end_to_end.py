@@ -59,6 +59,7 @@ def default_run(lib: Path | None) -> tuple[float, dict[str, float], dict, pd.Dat
 
 
 TIMING = re.compile(r"tim(e|ing)|seconds|wall|_s$")  # keys of measured durations
+ENSEMBLE_R2 = "/metrics/roi_pct/ensemble/r2"  # a speed-up may move it by 0.002 at most (issue #23)
 
 
 def numbers(record, prefix: str = "") -> dict[str, float]:
@@ -90,6 +91,9 @@ def largest_differences(ours: tuple, theirs: tuple) -> list[str]:
              "- metrics: no number in both runs.",
              f"- forecasts: {len(joined)} rows in both of {len(ours[3])} and {len(theirs[3])}; largest "
              f"absolute difference {forecast_gap:.3g} (ROI %)."]
+    if ENSEMBLE_R2 in gaps:
+        lines.append(f"- the ensemble's R² ({ENSEMBLE_R2}): {mine[ENSEMBLE_R2]:.6f} in this tree, "
+                     f"{other[ENSEMBLE_R2]:.6f} in the baseline; difference {gaps[ENSEMBLE_R2]:.2g}.")
     return lines
 
 
