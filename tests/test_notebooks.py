@@ -19,6 +19,8 @@ import nbformat
 import numpy as np
 import pandas as pd
 import pytest
+from jupyter_client.manager import AsyncKernelManager
+from jupyter_core.utils import run_sync
 
 from roicast import paths
 from roicast.cli import main
@@ -222,6 +224,27 @@ def test_nbval_fails_when_a_kept_output_changes(workdir, tmp_path):
 def test_nbval_outputs_of_collect_and_preprocess_match(workdir):
     done = _nbval([str(paths.notebook_path(nb)) for nb in ("01_collect", "02_preprocess")], workdir)
     assert done.returncode == 0, done.stdout[-3000:]
+
+
+def test_each_kernel_listens_on_sockets_of_its_own_and_leaves_none_behind():
+    """No TCP port to race for: two kernels started at once each answer on their own Unix
+    sockets, and stopping one removes its folder."""
+    managers = [AsyncKernelManager(kernel_name="python3", **runner.kernel_sockets()) for _ in range(2)]
+    folders = [os.path.dirname(manager.ip) for manager in managers]
+    assert all(manager.transport == "ipc" for manager in managers) and folders[0] != folders[1]
+    try:
+        for manager in managers:
+            run_sync(manager.start_kernel)()
+        for manager in managers:
+            client = manager.blocking_client()
+            client.start_channels()
+            assert client.execute_interactive("1 + 1", timeout=60)["content"]["status"] == "ok"
+            client.stop_channels()
+            assert os.listdir(os.path.dirname(manager.ip)), "its sockets are in its folder"
+    finally:
+        for manager in managers:
+            runner.WarmKernels.stop(manager)
+    assert not any(os.path.exists(folder) for folder in folders)
 
 
 def _nbval(notebooks: list[str], workdir) -> subprocess.CompletedProcess:

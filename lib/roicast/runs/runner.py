@@ -12,6 +12,7 @@ import logging
 import os
 import shutil
 import signal
+import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
@@ -57,6 +58,27 @@ def kernel_manager_logging_to(log_path: Path) -> type[AsyncKernelManager]:
                 await super()._async_launch_kernel(kernel_cmd, **{**kw, "stderr": stderr})
 
     return LoggingKernelManager
+
+
+SOCKET_PREFIX_MAX = 100  # a Unix socket's path holds 107 bytes; the kernel appends "-<port>"
+
+
+def kernel_sockets() -> dict[str, str]:
+    """Where a kernel listens: Unix sockets in a private folder of its own where the system has
+    them, else TCP on localhost (Windows, or a temporary folder whose path is too long).
+
+    Over TCP, jupyter_client picks free ports and frees them before the kernel binds them, so a
+    port that a dask cluster or another kernel takes meanwhile kills the kernel at start; two
+    sweeps, or pytest's workers, start many of each at once.
+    """
+    if os.name == "nt":
+        return {}
+    folder = tempfile.mkdtemp(prefix="roicast-kernel-")
+    prefix = os.path.join(folder, "kernel")
+    if len(prefix) > SOCKET_PREFIX_MAX:
+        os.rmdir(folder)
+        return {}
+    return {"transport": "ipc", "ip": prefix}
 
 
 @dataclass
@@ -237,7 +259,7 @@ class WarmKernels:
     def start(self, nb: str) -> None:
         log_path = self.report_dir / f"{nb}.kernel.log"
         log_path.unlink(missing_ok=True)
-        manager = kernel_manager_logging_to(log_path)(kernel_name="python3")
+        manager = kernel_manager_logging_to(log_path)(kernel_name="python3", **kernel_sockets())
         run_sync(manager.start_kernel)(cwd=str(paths.NOTEBOOKS_DIR), extra_arguments=[
             *KERNEL_ARGUMENTS, f"--IPKernelApp.exec_lines={import_cell(nb)}"])
         self.started[nb] = manager
@@ -251,6 +273,8 @@ class WarmKernels:
     def stop(manager: AsyncKernelManager) -> None:
         with suppress(RuntimeError):  # already gone
             run_sync(manager.shutdown_kernel)(now=True)
+        if manager.transport == "ipc":  # its sockets' folder (`kernel_sockets`)
+            shutil.rmtree(os.path.dirname(manager.ip), ignore_errors=True)
 
     def close(self) -> None:
         for manager in self.started.values():
