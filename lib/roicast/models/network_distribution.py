@@ -316,21 +316,28 @@ class YearlyNetwork:
             return None
         return trailing_scale(returns[self.assets], self.params.horizon_days, self.anchor_days)
 
-    def _calibration(self, view: str, history: pd.DataFrame, anchors: pd.DataFrame | None) -> Calibration:
-        """The track record's calibration of a view, if long enough; else the held-out windows'."""
+    def _track_record(self, history: pd.DataFrame) -> tuple[list[pd.Timestamp], np.ndarray] | None:
+        """The earlier periods whose H days have ended by the history's last day, and their realised
+        returns (periods × assets); None while fewer than `track_record` (or without one)."""
         horizon = self.params.horizon_days
         positions = history.index.get_indexer(list(self.outputs))
         ended = [(asof, p) for asof, p in zip(self.outputs, positions, strict=True)
                  if p >= 0 and p + horizon < len(history)]
         if self.track_record is None or len(ended) < self.track_record:
-            return self.calibration[view]
+            return None
         values = history[self.assets].to_numpy()
         realised = np.array([values[p + 1:p + 1 + horizon].sum(axis=0) for _, p in ended])
+        return [asof for asof, _ in ended], realised
+
+    def _calibration(self, view: str, record: tuple | None, anchors: pd.DataFrame | None) -> Calibration:
+        """A view's calibration on the track record, if there is one; else on the held-out windows."""
+        if record is None:
+            return self.calibration[view]
+        past, realised = record
         chosen = self.VIEWS[view]
-        mixed = [mixture(self.outputs[asof][0][chosen], self.outputs[asof][1][chosen]) for asof, _ in ended]
-        past = pd.DatetimeIndex([asof for asof, _ in ended])
+        mixed = [mixture(self.outputs[asof][0][chosen], self.outputs[asof][1][chosen]) for asof in past]
         return Calibration.fit(realised, np.array([m for m, _ in mixed]), np.array([s for _, s in mixed]),
-                               None if anchors is None else anchors.loc[past].to_numpy())
+                               None if anchors is None else anchors.loc[pd.DatetimeIndex(past)].to_numpy())
 
     def member_outputs(self, returns: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
         """Each member's location and scale (members × assets, scaled units) for the window
@@ -356,8 +363,9 @@ class YearlyNetwork:
         locations, scales = in_log_units(*self.member_outputs(history), self.scalers)
         anchors = self._anchors(history)
         anchor = None if anchors is None else anchors.iloc[-1].to_numpy()
+        record = self._track_record(history)
         for view, chosen in self.VIEWS.items():
-            calibration = self.calibrations[view][asof] = self._calibration(view, history, anchors)
+            calibration = self.calibrations[view][asof] = self._calibration(view, record, anchors)
             self.forecasts[view][asof] = view_forecast(self.assets, locations[chosen], scales[chosen],
                                                        self.correlations[view], calibration, anchor)
         self.outputs[asof] = locations, scales

@@ -260,8 +260,12 @@ class WarmKernels:
         log_path = self.report_dir / f"{nb}.kernel.log"
         log_path.unlink(missing_ok=True)
         manager = kernel_manager_logging_to(log_path)(kernel_name="python3", **kernel_sockets())
-        run_sync(manager.start_kernel)(cwd=str(paths.NOTEBOOKS_DIR), extra_arguments=[
-            *KERNEL_ARGUMENTS, f"--IPKernelApp.exec_lines={import_cell(nb)}"])
+        try:
+            run_sync(manager.start_kernel)(cwd=str(paths.NOTEBOOKS_DIR), extra_arguments=[
+                *KERNEL_ARGUMENTS, f"--IPKernelApp.exec_lines={import_cell(nb)}"])
+        except BaseException:
+            self.stop(manager)  # its sockets' folder too
+            raise
         self.started[nb] = manager
 
     def take(self, nb: str) -> AsyncKernelManager:
