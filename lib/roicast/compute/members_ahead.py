@@ -25,6 +25,7 @@ from pathlib import Path
 
 from filelock import FileLock
 
+from roicast.compute import preloaded
 from roicast.compute.cluster import cores
 from roicast.config import RunParams, validate_params
 from roicast.runs import store
@@ -85,7 +86,7 @@ def claim(here: Path, seed: int) -> bool:
     return True
 
 
-def start(run_dir: Path, lane: str = "up") -> subprocess.Popen:
+def start(run_dir: Path, lane: str = "up") -> subprocess.Popen | preloaded.ForkedProcess:
     """Start training the run's members in a background process (the run's params.json says
     which) in `lane`; its output goes to its log in the scratch folder."""
     here = folder(run_dir)
@@ -95,13 +96,16 @@ def start(run_dir: Path, lane: str = "up") -> subprocess.Popen:
                       *(here / started_file(name) for name in LANES)]:
             stale.unlink(missing_ok=True)
     (here / started_file(lane)).touch()
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    if preloaded.usable():  # forked with TensorFlow imported
+        return preloaded.fork(main, (Path(run_dir), lane), here / log_file(lane), env=env,
+                              name=f"roicast-members-{lane}")
     with open(here / log_file(lane), "wb") as log:
         return subprocess.Popen([sys.executable, "-m", "roicast.compute.members_ahead", str(run_dir), lane],
-                                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                                env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+                                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env)
 
 
-def stop(processes: list[subprocess.Popen]) -> None:
+def stop(processes: list[subprocess.Popen | preloaded.ForkedProcess]) -> None:
     """End the lanes still running (the chain failed or was interrupted before 05)."""
     for process in processes:
         if process.poll() is None:

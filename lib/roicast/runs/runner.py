@@ -14,6 +14,7 @@ import shutil
 import signal
 import tempfile
 import time
+import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
@@ -28,7 +29,7 @@ from papermill.exceptions import PapermillExecutionError
 
 from roicast import paths
 from roicast.checkout import require_checkout
-from roicast.compute import members_ahead
+from roicast.compute import members_ahead, preloaded
 from roicast.compute.cluster import SCHEDULER_ENV
 from roicast.config import RunParams, require_backend, validate_params
 from roicast.errors import (
@@ -43,6 +44,7 @@ from roicast.errors import (
 )
 from roicast.runs import reports, store
 from roicast.runs.artefacts import read_json, write_json
+from roicast.runs.forked_kernels import ForkedProvisioner
 
 
 def kernel_manager_logging_to(log_path: Path) -> type[AsyncKernelManager]:
@@ -234,6 +236,7 @@ def prepare_run_dir(params: RunParams, notebooks: list[str], overwrite: bool) ->
 
 
 KERNEL_ARGUMENTS = ["--IPKernelApp.capture_fd_output=False"]
+FORKED = paths.NOTEBOOKS[2:]  # 03–06, whose import cells import Keras: forked with it loaded
 KERNEL_START_TIMEOUT = 600  # s: a warm kernel answers once its imports are done, on a busy machine too
 
 
@@ -243,6 +246,25 @@ def import_cell(nb: str) -> str:
     return next(cell.source for cell in notebook.cells if cell.cell_type == "code")
 
 
+def start_preloading(report_dir: Path) -> None:
+    """The server that 03–06's kernels and the members' lanes fork from (`compute.preloaded`),
+    with what their import cells import; what it prints goes to the run's reports."""
+    preloaded.start(["ipykernel.kernelapp", "roicast.compute.members_ahead",
+                     *(name for nb in FORKED for name in preloaded.imported_modules(import_cell(nb)))],
+                    report_dir / "preloaded.log")
+
+
+def kernel_manager(nb: str, log_path: Path) -> AsyncKernelManager:
+    """The manager of `nb`'s kernel, to be forked from the preloaded server where it may be."""
+    manager = kernel_manager_logging_to(log_path)(kernel_name="python3", **kernel_sockets())
+    if nb in FORKED and preloaded.usable():
+        manager.kernel_id = str(uuid.uuid4())
+        manager.provisioner = ForkedProvisioner(kernel_id=manager.kernel_id, kernel_spec=manager.kernel_spec,
+                                                parent=manager)
+        manager.provisioner.log_path = log_path
+    return manager
+
+
 class WarmKernels:
     """Each notebook's kernel, started while the notebook before it runs.
 
@@ -250,7 +272,9 @@ class WarmKernels:
     it ten more (benchmarks/README.md); on two cores the notebook before it rarely keeps both
     busy. So the next notebook's kernel is started early and runs that notebook's import cell
     as it starts (IPython's `exec_lines`, outside the notebook's history); the notebook then
-    runs every cell itself, its imports finding the modules loaded.
+    runs every cell itself, its imports finding the modules loaded. The kernels of 03–06 are
+    forked from a server that imported TensorFlow, Keras and roicast while 01 and 02 ran
+    (`start_preloading`), so even their import cells find little left to do.
     """
 
     def __init__(self, report_dir: Path):
@@ -259,7 +283,7 @@ class WarmKernels:
     def start(self, nb: str) -> None:
         log_path = self.report_dir / f"{nb}.kernel.log"
         log_path.unlink(missing_ok=True)
-        manager = kernel_manager_logging_to(log_path)(kernel_name="python3", **kernel_sockets())
+        manager = kernel_manager(nb, log_path)
         try:
             run_sync(manager.start_kernel)(cwd=str(paths.NOTEBOOKS_DIR), extra_arguments=[
                 *KERNEL_ARGUMENTS, f"--IPKernelApp.exec_lines={import_cell(nb)}"])
@@ -381,6 +405,8 @@ def _run_locked(params: RunParams, notebooks: list[str], with_code: bool, log: C
             os.environ.setdefault(name, value)
     if scheduler:
         os.environ[SCHEDULER_ENV] = scheduler  # 05's kernel sends its members there
+    if set(FORKED) & set(notebooks):
+        start_preloading(report_dir)  # it imports while 01 and 02 run
     result = RunResult(params.run_id, "running")
     result.timings_s = dict(store.read_record(params.run_id).get("timings_s", {}))  # each replaced as it runs
     reports.record_status(params, notebooks, "running", result.timings_s)

@@ -1,0 +1,155 @@
+"""Processes forked from a server that has already imported TensorFlow, Keras and roicast.
+
+A kernel of 03–06 and a lane of members trained ahead import them first: about 5 s of one core
+each (benchmarks/README.md), six times in a default run and over a hundred times in the test
+suite. Python's fork server (`multiprocessing`'s "forkserver") imports them once, in a fresh
+process started with the run's environment, and forks each such process from it: the process
+starts with them loaded. Importing them runs no TensorFlow op, so no thread pool exists yet to
+be lost in the fork, and each process still sizes TensorFlow's threads itself.
+
+What a module reads from the environment when it is imported (Keras's backend, TensorFlow's log
+level and thread counts, Python's own variables) is the server's: a process is forked only while
+those variables are what they were when the server started (`usable`); otherwise it starts as a
+process of its own, as it did before the server.
+"""
+
+import ast
+import multiprocessing
+import os
+import signal
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from multiprocessing import forkserver
+from multiprocessing.connection import wait
+from pathlib import Path
+
+# Variables read when the preloaded modules are imported. (roicast's own import also reads
+# ROICAST_LOCKED_RUN, set wherever the runner starts the server, and ROICAST_CORES, whose only
+# effect is on TF_ variables of the environment, which a forked process takes from its caller.)
+IMPORT_TIME_ENV = ("KERAS_", "TF_", "XLA_", "JAX_", "CUDA_", "OMP_", "MKL_", "OPENBLAS_", "PYTHON")
+
+_started_with: dict[str, str] | None = None
+
+
+def import_time_env() -> dict[str, str]:
+    return {name: value for name, value in os.environ.items() if name.startswith(IMPORT_TIME_ENV)}
+
+
+def imported_modules(source: str) -> list[str]:
+    """The modules an import cell imports (`from roicast.models import training` names both
+    `roicast.models` and `roicast.models.training`, which may be a module or a function: the
+    server imports what it can)."""
+    names = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            names += [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            names += [node.module, *(f"{node.module}.{alias.name}" for alias in node.names)]
+    return names
+
+
+def start(modules: list[str], log_path: Path) -> None:
+    """Start the server importing `modules` (what it prints going to `log_path`), unless one runs
+    already with this environment; one started with another (a run on another backend before)
+    is stopped first. It imports in the background: the first process forked waits for it."""
+    global _started_with
+    if _started_with == import_time_env():
+        return
+    if _started_with is not None:
+        forkserver._forkserver._stop()  # what its processes left: the runner stopped them
+        _started_with = None
+    multiprocessing.set_forkserver_preload(list(dict.fromkeys(modules)))
+    with _output_to(log_path):  # the server inherits stdout and stderr when it is spawned
+        forkserver.ensure_running()
+    _started_with = import_time_env()
+
+
+def server_pid() -> int | None:
+    return forkserver._forkserver._forkserver_pid if _started_with is not None else None
+
+
+@contextmanager
+def _output_to(log_path: Path) -> Iterator[None]:
+    """This process's stdout and stderr go to `log_path` meanwhile."""
+    saved = [os.dup(1), os.dup(2)]
+    log = os.open(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.dup2(log, 1)
+        os.dup2(log, 2)
+        yield
+    finally:
+        os.dup2(saved[0], 1)
+        os.dup2(saved[1], 2)
+        for fd in (log, *saved):
+            os.close(fd)
+
+
+def usable() -> bool:
+    """Whether a process forked now would see the environment its modules were imported with."""
+    return _started_with is not None and _started_with == import_time_env()
+
+
+def _child(target: Callable, args: tuple, env: dict[str, str], cwd: str, log_path: str) -> None:
+    """In the forked process: a session of its own (signals to its group reach it and what it
+    starts, Ctrl-C at the terminal does not), the caller's environment and folder, its log as
+    stdout and stderr, an end when the caller's process ends; then the work."""
+    os.setsid()
+    os.environ.clear()
+    os.environ.update(env)
+    os.chdir(cwd)
+    log = os.open(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    os.dup2(log, 1)
+    os.dup2(log, 2)
+    os.close(log)
+    threading.Thread(target=_end_with_the_caller, daemon=True).start()
+    target(*args)
+
+
+def _end_with_the_caller() -> None:
+    """A process started as a child of the caller would see it go (a kernel polls its parent);
+    this one is the server's child, so it watches the caller's end of their pipe, and ends with
+    its group once the caller is gone, killed too."""
+    wait([multiprocessing.parent_process().sentinel])
+    os.killpg(os.getpid(), signal.SIGKILL)
+
+
+class ForkedProcess:
+    """A process forked from the server, behind the part of `subprocess.Popen` that its users
+    (jupyter_client, the runner) call."""
+
+    stdin = stdout = stderr = None
+
+    def __init__(self, process: multiprocessing.Process):
+        self.process, self.pid = process, process.pid
+
+    @property
+    def returncode(self) -> int | None:
+        return self.poll()
+
+    def poll(self) -> int | None:
+        return None if self.process.is_alive() else self.process.exitcode
+
+    def wait(self, timeout: float | None = None) -> int | None:
+        self.process.join(timeout)
+        return self.process.exitcode
+
+    def send_signal(self, signum: int) -> None:
+        if self.poll() is None:
+            os.kill(self.pid, signum)
+
+    def terminate(self) -> None:
+        self.send_signal(signal.SIGTERM)
+
+    def kill(self) -> None:
+        self.send_signal(signal.SIGKILL)
+
+
+def fork(target: Callable, args: tuple, log_path: Path, cwd: Path | None = None,
+         env: dict[str, str] | None = None, name: str = "roicast") -> ForkedProcess:
+    """Run `target(*args)` in a process forked from the server (`usable` says whether to)."""
+    process = multiprocessing.get_context("forkserver").Process(
+        target=_child, name=name,
+        args=(target, args, dict(os.environ if env is None else env), str(cwd or os.getcwd()), str(log_path)))
+    process.start()
+    return ForkedProcess(process)

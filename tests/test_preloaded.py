@@ -1,0 +1,123 @@
+"""Kernels and members' lanes forked from the preloaded server (`compute.preloaded`) behave as
+processes started on their own: they answer, take interrupts, write to their logs, and go when
+stopped or when the process that started them is killed; where the environment that the server
+imported with has changed, nothing is forked from it."""
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from jupyter_core.utils import run_sync
+
+from roicast import paths
+from roicast.compute import cluster, members_ahead, preloaded
+from roicast.runs import runner
+from roicast.runs.forked_kernels import ForkedProvisioner
+from tests import chain
+
+pytestmark = pytest.mark.notebooks
+
+
+def test_an_import_cell_names_every_module_it_imports():
+    cell = "import keras\n\nfrom roicast import plots\nfrom roicast.models import hybrid, training\n"
+    assert preloaded.imported_modules(cell) == ["keras", "roicast", "roicast.plots", "roicast.models",
+                                               "roicast.models.hybrid", "roicast.models.training"]
+
+
+def _gone(pid: int, seconds: float = 20) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        time.sleep(0.2)
+    return False
+
+
+@pytest.fixture
+def server(tmp_path, monkeypatch):
+    """The server as a run starts it (the runner sets the backend)."""
+    monkeypatch.setenv("KERAS_BACKEND", "tensorflow")
+    runner.start_preloading(tmp_path)
+    return preloaded.server_pid()
+
+
+def test_a_forked_kernel_answers_takes_an_interrupt_logs_to_its_file_and_goes_when_stopped(server, tmp_path):
+    kernels = runner.WarmKernels(tmp_path)
+    manager = kernels.take("04_evaluate")
+    try:
+        assert isinstance(manager.provisioner, ForkedProvisioner)
+        client = manager.blocking_client()
+        client.start_channels()
+        code = ("import os, sys\nprint('to the log', file=sys.__stderr__, flush=True)\n"
+                f"assert os.getppid() == {server} and os.getpgid(0) == os.getpid()")
+        assert client.execute_interactive(code, timeout=120)["content"]["status"] == "ok"
+        sleeping = client.execute("import time; time.sleep(60)")
+        time.sleep(1)
+        run_sync(manager.interrupt_kernel)()
+        reply = client.get_shell_msg(timeout=30)
+        assert reply["parent_header"]["msg_id"] == sleeping
+        assert reply["content"]["status"] == "error" and reply["content"]["ename"] == "KeyboardInterrupt"
+        client.stop_channels()
+        pid = manager.provisioner.pid
+    finally:
+        runner.WarmKernels.stop(manager)
+    assert _gone(pid)
+    assert "to the log" in (tmp_path / "04_evaluate.kernel.log").read_text()
+
+
+def _provisioner(nb: str, folder: Path):
+    manager = runner.kernel_manager(nb, folder / f"{nb}.kernel.log")
+    runner.WarmKernels.stop(manager)  # never started: its sockets' folder
+    return manager.provisioner
+
+
+def test_a_changed_import_time_environment_forks_nothing_until_the_server_restarts(server, tmp_path,
+                                                                                monkeypatch):
+    assert isinstance(_provisioner("05_ensemble", tmp_path), ForkedProvisioner)
+    assert _provisioner("02_preprocess", tmp_path) is None, "a kernel that imports no TensorFlow starts alone"
+
+    monkeypatch.setenv("KERAS_BACKEND", "jax")
+    assert not preloaded.usable() and _provisioner("05_ensemble", tmp_path) is None
+    runner.start_preloading(tmp_path)
+    assert preloaded.usable() and preloaded.server_pid() != server and _gone(server, 5)
+
+
+def _writing_into(folder: Path) -> list[int]:
+    """Processes whose stderr is a file in `folder`: kernels, lanes and the server of a run."""
+    found = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            target = os.readlink(f"/proc/{pid}/fd/2")
+        except OSError:
+            continue
+        if target.startswith(str(folder)):
+            found.append(int(pid))
+    return found
+
+
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="finds processes in /proc")
+def test_a_killed_run_leaves_no_kernel_lane_or_server_behind(tiny_chain, workdir, monkeypatch):
+    chain.copy_into(tiny_chain[0], workdir)
+    shutil.copytree(paths.run_dir(chain.RUN_ID), paths.run_dir("killed"))
+    monkeypatch.setenv(cluster.CORES_ENV, "2")  # members are trained ahead on two cores or more
+    started = paths.run_dir("killed") / ".work" / "members-ahead" / members_ahead.started_file("up")
+    child = subprocess.Popen([sys.executable, "-m", "roicast", "run", "--only", "03,04,05",
+                              "--run-id", "killed"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                             env=os.environ.copy())
+    deadline = time.monotonic() + 120
+    while len(_writing_into(workdir)) < 4 and time.monotonic() < deadline and child.poll() is None:
+        time.sleep(0.2)
+    assert started.exists() and len(_writing_into(workdir)) >= 4, "the server, 03's and 04's kernels, a lane"
+    child.send_signal(signal.SIGKILL)
+    child.wait()
+    deadline = time.monotonic() + 20
+    while _writing_into(workdir) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert _writing_into(workdir) == []
