@@ -116,14 +116,15 @@ def fixed_costs(timings: dict[str, float], wall: float) -> tuple[dict, list[str]
         empty = seconds(lambda: run(notebook_of(folder, "empty", "pass")))
         with_tf = seconds(lambda: run(notebook_of(folder, "tf", "import tensorflow")))
     uses_tf = [nb for nb in timings if nb not in ("01_collect", "02_preprocess")]
-    fixed = empty * len(timings) + (with_tf - empty) * len(uses_tf)
+    fixed = empty * len(timings) + (with_tf - empty)  # one import: the preloaded server's
     costs = {"kernel_start_s": empty, "kernel_start_and_tf_import_s": with_tf,
              "tf_import_in_python_s": import_tf, "fixed_cost_s": fixed}
     lines = [f"- a papermill run of an empty notebook (kernel start): {empty:.1f} s; of a notebook "
              f"that imports TensorFlow: {with_tf:.1f} s; `import tensorflow` in a fresh Python: "
              f"{import_tf:.1f} s.",
-             f"- fixed cost of {len(timings)} kernels and {len(uses_tf)} TensorFlow imports: about "
-             f"{fixed:.0f} s, {fixed / wall:.0%} of this tree's median wall time."]
+             f"- fixed cost of {len(timings)} kernels and one TensorFlow import (the server that "
+             f"{len(uses_tf)} kernels and the members' lanes fork from, importing while 01 and 02 run): "
+             f"about {fixed:.0f} s, {fixed / wall:.0%} of this tree's median wall time."]
     return costs, lines
 
 

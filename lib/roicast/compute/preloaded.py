@@ -54,8 +54,8 @@ def start(modules: list[str], log_path: Path) -> None:
     already with this environment; one started with another (a run on another backend before)
     is stopped first. It imports in the background: the first process forked waits for it."""
     global _started_with
-    if _started_with == import_time_env():
-        return
+    if _started_with == import_time_env() or "forkserver" not in multiprocessing.get_all_start_methods():
+        return  # (Windows has no fork: its processes start on their own)
     if _started_with is not None:
         forkserver._forkserver._stop()  # what its processes left: the runner stopped them
         _started_with = None
