@@ -29,6 +29,23 @@ def test_an_import_cell_names_every_module_it_imports():
                                                "roicast.models.hybrid", "roicast.models.training"]
 
 
+def test_a_script_that_forks_without_a_main_guard_runs_once(tmp_path):
+    """multiprocessing would import the caller's script again in the new process; a script that
+    starts a chain at its top level would start it there again."""
+    script = tmp_path / "unguarded.py"
+    script.write_text(f"""
+from pathlib import Path
+from roicast.compute import preloaded
+with open({str(tmp_path / "runs")!r}, "a") as runs:
+    print("ran", file=runs)
+preloaded.start(["json"], Path({str(tmp_path / "server.log")!r}))
+assert preloaded.fork(print, ("forked",), Path({str(tmp_path / "child.log")!r})).wait(60) == 0
+""")
+    subprocess.run([sys.executable, str(script)], check=True, timeout=120)
+    assert (tmp_path / "runs").read_text() == "ran\n"
+    assert (tmp_path / "child.log").read_text() == "forked\n"
+
+
 def _gone(pid: int, seconds: float = 20) -> bool:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:

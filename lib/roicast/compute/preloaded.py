@@ -148,7 +148,9 @@ class ForkedProcess:
 def fork(target: Callable, args: tuple, log_path: Path, cwd: Path | None = None,
          env: dict[str, str] | None = None, name: str = "roicast") -> ForkedProcess:
     """Run `target(*args)` in a process forked from the server (`usable` says whether to)."""
-    process = multiprocessing.get_context("forkserver").Process(
+    from roicast.compute.fork_launch import ForkServerProcess  # not on Windows, which has no fork
+
+    process = ForkServerProcess(
         target=_child, name=name,
         args=(target, args, dict(os.environ if env is None else env), str(cwd or os.getcwd()), str(log_path)))
     process.start()
