@@ -12,7 +12,9 @@ one traced network for all (`ensemble.train_in_turn`), so each is the network it
 trained alone: 05's numbers are the same whichever lane trained which member. The members are
 taken only if every lane started trained them from the same dataset.npz and the same parameters
 of 03 and 05 that 05 now has (`key`); otherwise, or if a lane failed, 05 trains them as usual.
-Everything lives in the run's scratch folder, removed when the chain ends well.
+A lane's process is forked from the run's preloaded server where it can be (`compute.preloaded`),
+TensorFlow already imported. Everything lives in the run's scratch folder, removed when the
+chain ends well.
 """
 
 import json

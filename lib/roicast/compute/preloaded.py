@@ -1,7 +1,7 @@
 """Processes forked from a server that has already imported TensorFlow, Keras and roicast.
 
 A kernel of 03–06 and a lane of members trained ahead import them first: about 5 s of one core
-each (benchmarks/README.md), six times in a default run and over a hundred times in the test
+each (benchmarks/README.md), six times in a default run and again in each chain of the test
 suite. Python's fork server (`multiprocessing`'s "forkserver") imports them once, in a fresh
 process started with the run's environment, and forks each such process from it: the process
 starts with them loaded. Importing them runs no TensorFlow op, so no thread pool exists yet to
@@ -122,10 +122,6 @@ class ForkedProcess:
 
     def __init__(self, process: multiprocessing.Process):
         self.process, self.pid = process, process.pid
-
-    @property
-    def returncode(self) -> int | None:
-        return self.poll()
 
     def poll(self) -> int | None:
         return None if self.process.is_alive() else self.process.exitcode
