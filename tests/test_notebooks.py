@@ -238,6 +238,7 @@ def test_each_kernel_listens_on_sockets_of_its_own_and_leaves_none_behind():
         for manager in managers:
             client = manager.blocking_client()
             client.start_channels()
+            client.wait_for_ready(timeout=120)  # iopub subscribed: no output published before it
             assert client.execute_interactive("1 + 1", timeout=60)["content"]["status"] == "ok"
             client.stop_channels()
             assert os.listdir(os.path.dirname(manager.ip)), "its sockets are in its folder"

@@ -72,6 +72,7 @@ def test_a_forked_kernel_answers_takes_an_interrupt_logs_to_its_file_and_goes_wh
         assert isinstance(manager.provisioner, ForkedProvisioner)
         client = manager.blocking_client()
         client.start_channels()
+        client.wait_for_ready(timeout=120)  # iopub subscribed: no output published before it
         code = ("import os, sys\nprint('to the log', file=sys.__stderr__, flush=True)\n"
                 f"assert os.getppid() == {server} and os.getpgid(0) == os.getpid()")
         assert client.execute_interactive(code, timeout=120)["content"]["status"] == "ok"
