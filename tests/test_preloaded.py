@@ -101,10 +101,12 @@ def test_a_changed_import_time_environment_forks_nothing_until_the_server_restar
     assert isinstance(_provisioner("05_ensemble", tmp_path), ForkedProvisioner)
     assert _provisioner("02_preprocess", tmp_path) is None, "a kernel that imports no TensorFlow starts alone"
 
+    stray = preloaded.fork(time.sleep, (600,), tmp_path / "stray.log")  # never stopped by its caller
     monkeypatch.setenv("KERAS_BACKEND", "jax")
     assert not preloaded.usable() and _provisioner("05_ensemble", tmp_path) is None
     runner.start_preloading(tmp_path)
     assert preloaded.usable() and preloaded.server_pid() != server and _gone(server, 5)
+    assert stray.poll() is not None, "the old server waited for it: it was killed, not waited for"
 
 
 def _writing_into(folder: Path) -> list[int]:

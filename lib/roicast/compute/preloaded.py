@@ -57,12 +57,24 @@ def start(modules: list[str], log_path: Path) -> None:
     if _started_with == import_time_env() or "forkserver" not in multiprocessing.get_all_start_methods():
         return  # (Windows has no fork: its processes start on their own)
     if _started_with is not None:
-        forkserver._forkserver._stop()  # what its processes left: the runner stopped them
+        _stop()
         _started_with = None
     multiprocessing.set_forkserver_preload(list(dict.fromkeys(modules)))
     with _output_to(log_path):  # the server inherits stdout and stderr when it is spawned
         forkserver.ensure_running()
     _started_with = import_time_env()
+
+
+def _stop() -> None:
+    """Stop the server. It ends once every process forked from it has: a run stops its own, and
+    any left over (a caller that never stopped them) is killed here rather than waited for."""
+    from roicast.compute.fork_launch import ForkServerProcess
+
+    for process in multiprocessing.active_children():
+        if isinstance(process, ForkServerProcess):
+            process.kill()
+            process.join()
+    forkserver._forkserver._stop()
 
 
 def server_pid() -> int | None:
