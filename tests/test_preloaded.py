@@ -108,6 +108,10 @@ def test_a_changed_import_time_environment_forks_nothing_until_the_server_restar
     assert preloaded.usable() and preloaded.server_pid() != server and _gone(server, 5)
     assert stray.poll() is not None, "the old server waited for it: it was killed, not waited for"
 
+    monkeypatch.setenv("KERAS_BACKEND", "torch")  # whose import asks CUDA for devices: never forked
+    runner.start_preloading(tmp_path)
+    assert not preloaded.usable() and _provisioner("05_ensemble", tmp_path) is None
+
 
 def _writing_into(folder: Path) -> list[int]:
     """Processes whose stderr is a file in `folder`: kernels, lanes and the server of a run."""

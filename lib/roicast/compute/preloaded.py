@@ -29,6 +29,10 @@ from pathlib import Path
 # effect is on TF_ variables of the environment, which a forked process takes from its caller.)
 IMPORT_TIME_ENV = ("KERAS_", "TF_", "XLA_", "JAX_", "CUDA_", "OMP_", "MKL_", "OPENBLAS_", "PYTHON")
 
+# Keras on PyTorch asks CUDA for its devices as it is imported, after which a forked process
+# could not use the GPU; TensorFlow and JAX touch no device until the first operation.
+BACKENDS = ("tensorflow", "jax")
+
 _started_with: dict[str, str] | None = None
 
 
@@ -54,7 +58,8 @@ def start(modules: list[str], log_path: Path) -> None:
     already with this environment; one started with another (a run on another backend before)
     is stopped first. It imports in the background: the first process forked waits for it."""
     global _started_with
-    if _started_with == import_time_env() or "forkserver" not in multiprocessing.get_all_start_methods():
+    if (_started_with == import_time_env() or "forkserver" not in multiprocessing.get_all_start_methods()
+            or os.environ.get("KERAS_BACKEND", "tensorflow") not in BACKENDS):
         return  # (Windows has no fork: its processes start on their own)
     if _started_with is not None:
         _stop()
