@@ -8,6 +8,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -132,16 +133,22 @@ def test_a_killed_run_leaves_no_kernel_lane_or_server_behind(tiny_chain, workdir
     shutil.copytree(paths.run_dir(chain.RUN_ID), paths.run_dir("killed"))
     monkeypatch.setenv(cluster.CORES_ENV, "2")  # members are trained ahead on two cores or more
     started = paths.run_dir("killed") / ".work" / "members-ahead" / members_ahead.started_file("up")
-    child = subprocess.Popen([sys.executable, "-m", "roicast", "run", "--only", "03,04,05",
-                              "--run-id", "killed"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                             env=os.environ.copy())
-    deadline = time.monotonic() + 120
-    while len(_writing_into(workdir)) < 4 and time.monotonic() < deadline and child.poll() is None:
-        time.sleep(0.2)
-    assert started.exists() and len(_writing_into(workdir)) >= 4, "the server, 03's and 04's kernels, a lane"
-    child.send_signal(signal.SIGKILL)
-    child.wait()
-    deadline = time.monotonic() + 20
-    while _writing_into(workdir) and time.monotonic() < deadline:
-        time.sleep(0.2)
-    assert _writing_into(workdir) == []
+    # What only the killed process would have removed (its kernels' sockets, multiprocessing's
+    # folder) goes to a folder of this test's; short, so that the kernels still use Unix sockets.
+    temporary = tempfile.mkdtemp(prefix="roicast-test-")
+    try:
+        child = subprocess.Popen([sys.executable, "-m", "roicast", "run", "--only", "03,04,05",
+                                  "--run-id", "killed"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                 env={**os.environ, "TMPDIR": temporary})
+        deadline = time.monotonic() + 120
+        while len(_writing_into(workdir)) < 4 and time.monotonic() < deadline and child.poll() is None:
+            time.sleep(0.2)
+        assert started.exists() and len(_writing_into(workdir)) >= 4, "a server, two kernels, a lane"
+        child.send_signal(signal.SIGKILL)
+        child.wait()
+        deadline = time.monotonic() + 20
+        while _writing_into(workdir) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert _writing_into(workdir) == []
+    finally:
+        shutil.rmtree(temporary, ignore_errors=True)
