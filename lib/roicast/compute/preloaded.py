@@ -58,7 +58,7 @@ def start(modules: list[str], log_path: Path) -> None:
     already with this environment; one started with another (a run on another backend before)
     is stopped first. It imports in the background: the first process forked waits for it."""
     global _started_with
-    if (_started_with == import_time_env() or "forkserver" not in multiprocessing.get_all_start_methods()
+    if (usable() or "forkserver" not in multiprocessing.get_all_start_methods()
             or os.environ.get("KERAS_BACKEND", "tensorflow") not in BACKENDS):
         return  # (Windows has no fork: its processes start on their own)
     if _started_with is not None:
@@ -90,16 +90,23 @@ def server_pid() -> int | None:
 def _output_to(log_path: Path) -> Iterator[None]:
     """This process's stdout and stderr go to `log_path` meanwhile."""
     saved = [os.dup(1), os.dup(2)]
-    log = os.open(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     try:
-        os.dup2(log, 1)
-        os.dup2(log, 2)
+        _output_into(log_path)
         yield
     finally:
         os.dup2(saved[0], 1)
         os.dup2(saved[1], 2)
-        for fd in (log, *saved):
+        for fd in saved:
             os.close(fd)
+
+
+def _output_into(log_path: Path | str) -> None:
+    """This process's stdout and stderr, as file descriptors (C libraries' output too), append to
+    `log_path`."""
+    log = os.open(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    os.dup2(log, 1)
+    os.dup2(log, 2)
+    os.close(log)
 
 
 def usable() -> bool:
@@ -115,10 +122,7 @@ def _child(target: Callable, args: tuple, env: dict[str, str], cwd: str, log_pat
     os.environ.clear()
     os.environ.update(env)
     os.chdir(cwd)
-    log = os.open(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-    os.dup2(log, 1)
-    os.dup2(log, 2)
-    os.close(log)
+    _output_into(log_path)
     threading.Thread(target=_end_with_the_caller, daemon=True).start()
     target(*args)
 
