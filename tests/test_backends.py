@@ -185,6 +185,7 @@ def test_a_run_on_jax_without_tensorboard_logs_is_complete(monkeypatch):
         step.finish(params)
 
     monkeypatch.setattr(runner, "_execute", execute)
+    monkeypatch.setattr(runner, "start_preloading", lambda report_dir: None)  # no kernel to fork
     params = runner.resolve_params({"backend": "jax"}, "on-jax", None)
     result = runner.run_chain(params, log=lambda line: None)
     assert result.status == "succeeded" and seen == ["jax"] * len(paths.NOTEBOOKS)

@@ -1,5 +1,7 @@
 """Walk-forward folds: expanding training windows, test blocks that never reach back."""
 
+import shutil
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -54,19 +56,31 @@ def test_a_folds_scalers_see_only_its_own_training_days(small_prices):
 
 
 @pytest.mark.slow
-def test_walk_forward_scores_every_fold_and_its_last_fold_matches_the_chain(small_prices, tmp_path):
+def test_walk_forward_scores_every_fold_and_its_last_fold_matches_the_chain(small_prices, tmp_path,
+                                                                          monkeypatch):
+    """The folds share one traced network, and the last fold's is still the network the chain's
+    own split gives when trained alone."""
     from roicast.evaluation import evaluate
+    from roicast.models import training
 
+    compiled = []
+    original = training.compile_model
+    monkeypatch.setattr(training, "compile_model", lambda *a, **k: compiled.append(1) or original(*a, **k))
+    monkeypatch.setattr(walkforward, "COMPILED", training.CompiledNetworks())
     params = RunParams(walk_forward_folds=2, **TINY)
     arrays, scalers, _ = build_dataset(small_prices, params)
     folds = walkforward.walk_forward(small_prices, arrays, params, tmp_path, verbose=0)
     assert sorted(folds["fold"].unique()) == [1, 2]
+    assert len(compiled) == 1, "the second fold trained the first fold's traced network"
     assert {"hybrid", "ridge", "persistence", "ceiling"} <= set(folds["predictor"])
-    ridge_last = folds.query("fold == 2 and space == 'scaled' and predictor == 'ridge' "
-                             "and metric == 'r2'")["value"].item()
-    own = evaluate.score(arrays, scalers, evaluate.baseline_forecasts(arrays, scalers, arrays.test_idx),
-                         arrays.test_idx)
-    assert ridge_last == pytest.approx(own["scaled"]["ridge"]["r2"], rel=1e-9)
+    alone = training.train(arrays, params, tmp_path / "alone", verbose=0)
+    shutil.rmtree(tmp_path / "alone")
+    forecasts = {"hybrid": training.predict(alone.model, arrays, arrays.test_idx),
+                 **evaluate.baseline_forecasts(arrays, scalers, arrays.test_idx)}
+    own = evaluate.score(arrays, scalers, forecasts, arrays.test_idx)
+    for name in ("hybrid", "ridge"):
+        last = folds.query(f"fold == 2 and space == 'scaled' and predictor == '{name}' and metric == 'r2'")
+        assert last["value"].item() == pytest.approx(own["scaled"][name]["r2"], rel=1e-9), name
     summary = walkforward.summarise(folds)
     values = folds.query("space == 'scaled' and predictor == 'ridge' and metric == 'r2'")["value"]
     assert summary["scaled"]["ridge"]["r2"]["mean"] == pytest.approx(values.mean())

@@ -38,6 +38,9 @@ from roicast.runs.artefacts import read_parquet
 
 FOLD = "roicast.evaluation.walkforward:run_fold"
 DISTRIBUTION = "distribution"  # the records' space of the M6 scores
+# Folds trained one after another in one process (here, or a dask task's) share one traced
+# network per shape: tracing costs a small network several epochs, once per fold otherwise.
+COMPILED = training.CompiledNetworks()
 
 
 @dataclass
@@ -140,8 +143,9 @@ def train_members(dataset: Dataset, params: RunParams, work: Path,
                   verbose: int) -> tuple[np.ndarray, dict[str, float], MemberDistributions | None]:
     """The average test output of `walk_forward_members` networks (seeds seed, seed + 1, …),
     their mean fit seconds, epochs and best validation loss, and, for distribution networks
-    with the H-day sum target, their distributions; the networks share one traced graph."""
-    outputs, infos, networks = [], [], training.CompiledNetworks()
+    with the H-day sum target, their distributions; the networks share one traced graph, with
+    the other folds' networks of this process (`COMPILED`)."""
+    outputs, infos, networks = [], [], COMPILED
     distributional = params.distributional and dataset.target_of == "sum"
     samples = np.sort(np.concatenate([dataset.train_idx, dataset.val_idx, dataset.test_idx]))
     locations, scales = [], []

@@ -102,9 +102,10 @@ def run_one(values: dict, run_id: str, threads: int) -> dict:
             "error": lines[-1] if lines else (None if done.returncode == 0 else done.stderr[-500:])}
 
 
-def _client(scheduler: str | None, workers: int | None):
-    """A LocalCluster of half the cores by default: each run's TensorFlow gets two threads."""
-    return connect(scheduler, workers or max(1, cores() // 2))
+def _client(scheduler: str | None, workers: int | None, runs: int):
+    """A LocalCluster of half the cores by default (each run's TensorFlow gets two threads), and
+    never more workers than there are runs to do: an idle worker only costs its start."""
+    return connect(scheduler, min(runs, workers or max(1, cores() // 2)))
 
 
 def run_sweep(grid_path: Path, scheduler: str | None = None, workers: int | None = None) -> Path:
@@ -120,7 +121,7 @@ def run_sweep(grid_path: Path, scheduler: str | None = None, workers: int | None
     todo = [k for k, run_id in enumerate(run_ids) if run_status(run_id) != "succeeded"]
     print(f"{sid}: {len(combos)} runs, {len(combos) - len(todo)} already succeeded")
     if todo:
-        with _client(scheduler, workers) as client:
+        with _client(scheduler, workers, len(todo)) as client:
             n_workers = max(1, len(client.scheduler_info()["workers"]))
             threads = max(1, cores() // n_workers)
             futures = [client.submit(run_one, combos[k], run_ids[k], threads, pure=False) for k in todo]
