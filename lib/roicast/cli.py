@@ -214,7 +214,8 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--scheduler", help="address of an existing dask scheduler, e.g. "
                        "tcp://127.0.0.1:8786 (it runs any code sent to it: keep it on localhost "
                        "or use tls://); fails after 5 s if unreachable")
-    sweep.add_argument("--workers", type=int, default=None, help="local workers (default: cores // 2)")
+    sweep.add_argument("--workers", type=int, default=None,
+                       help="local workers (default: cores // 2; never more than the runs to do)")
     _mlflow_argument(sweep, "log the sweep to MLflow: a parent run, one child per run, the chosen one tagged")
     return parser
 
