@@ -16,6 +16,10 @@ from filelock import FileLock
 _TEST_WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
 os.environ.setdefault("ROICAST_CORES", str(max(1, (os.cpu_count() or 1) // _TEST_WORKERS)))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# The backend a run sets for its kernels, set for the whole session: the preloaded server
+# (`compute.preloaded`) serves only its own import-time environment, so tests that fork lanes
+# outside a run would otherwise restart it, and the next run restart it again.
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 # The tests' networks train for an epoch or two, so on JAX compiling their steps is most of the
 # work: XLA's quickest compile took a JAX training from 17 to 11 s of CPU here. Runs themselves
 # keep XLA's default (TensorFlow compiles nothing with XLA on a CPU).
