@@ -134,15 +134,18 @@ def test_members_trained_in_turn_share_one_traced_network(dataset, tmp_path, mon
 @pytest.mark.slow
 def test_workers_share_the_cores_and_a_failed_share_is_reported_beside_the_members_kept(dataset, tmp_path,
                                                                                         capsys):
-    """One failure policy for members and walk-forward folds (`compute.units`): the others are kept."""
+    """One failure policy for members and walk-forward folds (`compute.units`): the others are
+    kept. The members go to the cluster by its scheduler's address, as `roicast run --scheduler`
+    sends them."""
     environment = dict(os.environ)
+    params = RunParams(**{**TINY, "epochs": 1})
     with connect(None, 2) as client:
         assert dict(os.environ) == environment, "dask's nannies leave this process's environment as it was"
         shares = workers_per_host(client)
         threads = client.submit(member_process.threads_here, shares, pure=False).result()
+        members = ensemble.train_seeds(dataset, params, [21, 22], tmp_path, 0, [{"dense_units": 0}, {}],
+                                       client.scheduler.address)
     assert list(shares.values()) == [2] and threads == max(1, cores() // 2)
-    params = RunParams(**{**TINY, "epochs": 1})
-    members = ensemble.train_seeds(dataset, params, [21, 22], tmp_path, 2, [{"dense_units": 0}, {}])
     assert [m.seed for m in members] == [22]
     assert "FAILED: Ensemble member 21 (dense_units=0) failed: ValidationError" in capsys.readouterr().out
     assert [p.name for p in tmp_path.glob("member_*")] == ["member_22.keras"]
