@@ -219,10 +219,14 @@ def test_two_lanes_share_the_members_each_claimed_once_and_a_lane_stops_at_the_o
 
 
 @pytest.mark.slow
-def test_two_lanes_trained_ahead_give_every_member_once_each_the_network_trained_alone(dataset, tmp_path):
-    """The runner's two background processes, the second started at once, both forked from the
-    preloaded server as in a run: between them every member, none twice, and each the member
+def test_two_lanes_trained_ahead_give_every_member_once_each_the_network_trained_alone(dataset, tmp_path,
+                                                                                     monkeypatch):
+    """The runner's two background processes, the second started at once, one forked from the
+    preloaded server as in a run, the other started on its own as where nothing is forked
+    (Windows, PyTorch): between them every member, none twice, and each the member
     `train_member` gives alone."""
+    import subprocess
+
     from roicast.compute import members_ahead, preloaded
     from roicast.runs import runner, store
     from roicast.runs.artefacts import write_json
@@ -231,8 +235,10 @@ def test_two_lanes_trained_ahead_give_every_member_once_each_the_network_trained
     dataset.save(tmp_path / store.DATASET)
     write_json(tmp_path / store.PARAMS, params.model_dump())
     runner.start_preloading(tmp_path)
-    lanes = [members_ahead.start(tmp_path, lane) for lane in members_ahead.LANES]
-    assert all(isinstance(lane, preloaded.ForkedProcess) for lane in lanes)
+    lanes = [members_ahead.start(tmp_path, members_ahead.LANES[0])]
+    monkeypatch.setattr(preloaded, "usable", lambda: False)
+    lanes.append(members_ahead.start(tmp_path, members_ahead.LANES[1]))
+    assert isinstance(lanes[0], preloaded.ForkedProcess) and isinstance(lanes[1], subprocess.Popen)
     for name, lane in zip(members_ahead.LANES, lanes, strict=True):
         log = members_ahead.folder(tmp_path) / members_ahead.log_file(name)
         assert lane.wait(timeout=600) == 0, log.read_text()

@@ -47,6 +47,22 @@ assert preloaded.fork(print, ("forked",), Path({str(tmp_path / "child.log")!r}))
     assert (tmp_path / "child.log").read_text() == "forked\n"
 
 
+def test_a_caller_that_exits_with_a_forked_process_running_exits_and_leaves_nothing(tmp_path):
+    """multiprocessing waits at exit for every child still running, and a forked process waits
+    for its caller to go: a kernel left running (an interrupt while it started) hung the run."""
+    script = tmp_path / "leaves_one.py"
+    script.write_text(f"""
+import time
+from pathlib import Path
+from roicast.compute import preloaded
+preloaded.start(["json"], Path({str(tmp_path / "server.log")!r}))
+forked = preloaded.fork(time.sleep, (600,), Path({str(tmp_path / "child.log")!r}))
+Path({str(tmp_path / "pid")!r}).write_text(str(forked.pid))
+""")
+    subprocess.run([sys.executable, str(script)], check=True, timeout=60)
+    assert _gone(int((tmp_path / "pid").read_text()), seconds=5)
+
+
 def _gone(pid: int, seconds: float = 20) -> bool:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:

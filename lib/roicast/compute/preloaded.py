@@ -14,12 +14,13 @@ process of its own, as it did before the server.
 """
 
 import ast
+import atexit
 import multiprocessing
 import os
 import signal
 import threading
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from multiprocessing import forkserver
 from multiprocessing.connection import wait
 from pathlib import Path
@@ -73,13 +74,25 @@ def start(modules: list[str], log_path: Path) -> None:
 def _stop() -> None:
     """Stop the server. It ends once every process forked from it has: a run stops its own, and
     any left over (a caller that never stopped them) is killed here rather than waited for."""
+    _kill_forked()
+    forkserver._forkserver._stop()
+
+
+@atexit.register  # after multiprocessing's own exit hook was registered, so it runs first
+def _kill_forked() -> None:
+    """Kill what is left of the processes forked from here, with their groups, and reap them.
+
+    At exit multiprocessing waits for every child still running; a forked process goes only
+    once its caller has gone (`_end_with_the_caller`), so one left running (a kernel an
+    interrupt caught while starting) would keep the caller from ever exiting."""
     from roicast.compute.fork_launch import ForkServerProcess
 
     for process in multiprocessing.active_children():
         if isinstance(process, ForkServerProcess):
-            process.kill()
+            with suppress(ProcessLookupError, PermissionError):
+                os.killpg(process.pid, signal.SIGKILL)  # its group: what it started too
+            process.kill()  # before its setsid, it leads no group yet
             process.join()
-    forkserver._forkserver._stop()
 
 
 def server_pid() -> int | None:
