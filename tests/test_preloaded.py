@@ -11,6 +11,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from jupyter_core.utils import run_sync
@@ -61,6 +62,22 @@ Path({str(tmp_path / "pid")!r}).write_text(str(forked.pid))
 """)
     subprocess.run([sys.executable, str(script)], check=True, timeout=60)
     assert _gone(int((tmp_path / "pid").read_text()), seconds=5)
+
+
+def test_a_kernel_whose_shutdown_fails_is_killed():
+    """An interrupt can leave the event loop so that the kernel's shutdown raises: the kernel's
+    process is killed all the same, not left running beside the caller."""
+
+    class Manager:
+        transport = "tcp"
+        provisioner = SimpleNamespace(process=subprocess.Popen(["sleep", "60"]))
+
+        async def shutdown_kernel(self, now: bool) -> None:
+            raise RuntimeError("the loop an interrupt left behind")
+
+    manager = Manager()
+    runner.WarmKernels.stop(manager)
+    assert manager.provisioner.process.poll() is not None
 
 
 def _gone(pid: int, seconds: float = 20) -> bool:

@@ -301,6 +301,10 @@ class WarmKernels:
     def stop(manager: AsyncKernelManager) -> None:
         with suppress(RuntimeError):  # already gone
             run_sync(manager.shutdown_kernel)(now=True)
+        process = getattr(manager.provisioner, "process", None)
+        if process is not None and process.poll() is None:  # a shutdown an interrupt cut short
+            process.kill()
+            process.wait()
         if manager.transport == "ipc":  # its sockets' folder (`kernel_sockets`)
             shutil.rmtree(os.path.dirname(manager.ip), ignore_errors=True)
 
