@@ -277,7 +277,12 @@ def _signal_run(argv: list[str], when, sig: int) -> tuple[int, str]:
     while not when() and time.monotonic() < deadline and child.poll() is None:
         time.sleep(0.5)
     child.send_signal(sig)
-    _, err = child.communicate(timeout=120)
+    try:
+        _, err = child.communicate(timeout=120)
+    except subprocess.TimeoutExpired:  # it hangs: the test fails, and leaves nothing running
+        child.kill()
+        child.communicate()
+        raise
     return child.returncode, err
 
 
