@@ -18,6 +18,7 @@ import atexit
 import multiprocessing
 import os
 import signal
+import sys
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
@@ -85,10 +86,11 @@ def _kill_forked() -> None:
     At exit multiprocessing waits for every child still running; a forked process goes only
     once its caller has gone (`_end_with_the_caller`), so one left running (a kernel an
     interrupt caught while starting) would keep the caller from ever exiting."""
-    from roicast.compute.fork_launch import ForkServerProcess
-
+    launch = sys.modules.get("roicast.compute.fork_launch")
+    if launch is None:  # nothing was forked here (nor could be: Windows)
+        return
     for process in multiprocessing.active_children():
-        if isinstance(process, ForkServerProcess):
+        if isinstance(process, launch.ForkServerProcess):
             with suppress(ProcessLookupError, PermissionError):
                 os.killpg(process.pid, signal.SIGKILL)  # its group: what it started too
             process.kill()  # before its setsid, it leads no group yet
