@@ -12,9 +12,12 @@ from filelock import FileLock
 # Each xdist worker gets its share of the cores, as roicast's ROICAST_CORES lets any process on a
 # shared machine do: a test's notebooks then train in their kernel, with TensorFlow on that share,
 # instead of each starting worker processes that fight the other test workers for the same cores.
-# Set before roicast is imported, which sizes TensorFlow's threads from it.
-_TEST_WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
-os.environ.setdefault("ROICAST_CORES", str(max(1, (os.cpu_count() or 1) // _TEST_WORKERS)))
+# Set in the worker only, before roicast is imported (it sizes TensorFlow's threads from it): the
+# workers inherit the controlling process's environment, where a share set would be the machine's.
+_TEST_WORKERS = os.environ.get("PYTEST_XDIST_WORKER_COUNT")
+if _TEST_WORKERS:
+    _machine = int(os.environ.get("ROICAST_CORES") or os.cpu_count() or 1)
+    os.environ["ROICAST_CORES"] = str(max(1, _machine // int(_TEST_WORKERS)))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 # The backend a run sets for its kernels, set for the whole session: the preloaded server
 # (`compute.preloaded`) serves only its own import-time environment, so tests that fork lanes

@@ -21,7 +21,7 @@ keras = pytest.importorskip("keras")
 from roicast import config, paths  # noqa: E402
 from roicast.cli import main  # noqa: E402
 from roicast.features import batches  # noqa: E402
-from roicast.models import backends, training  # noqa: E402
+from roicast.models import backends, hybrid, training  # noqa: E402
 from roicast.runs import runner, store, sweep  # noqa: E402
 
 TINY = dict(seq_len=20, lstm_units=[8, 4], attention_heads=2, attention_key_dim=4,
@@ -119,22 +119,6 @@ def test_training_on_jax_needs_no_tensorflow(small_prices, tmp_path):
     assert {"model.keras", "history.csv", "train.json"} <= set(info["files"])
 
 
-SAVE_ON_TENSORFLOW = """
-import json
-import keras
-import numpy as np
-from roicast.models import hybrid, training
-from roicast.config import RunParams
-
-params = RunParams(**{tiny}, architecture="guide", task="direction")
-model = training.compile_model(hybrid.build_model(20, 4, 2, **training.network_arguments(params)), params,
-                               (np.full(4, 1.5), np.full(4, 0.75)))
-windows = np.random.default_rng(0).normal(size=(16, 20, 8)).astype("float32")
-np.save("windows.npy", windows)
-np.save("expected.npy", model.predict(windows, verbose=0))
-model.save("model.keras")
-print(json.dumps({{"backend": keras.config.backend()}}))
-"""
 LOAD_ON_JAX = NO_TENSORFLOW + """
 import json
 import keras
@@ -150,8 +134,16 @@ print(json.dumps({"backend": keras.config.backend(), "gap": float(gap),
 
 @pytest.mark.slow
 def test_a_model_saved_under_tensorflow_loads_under_jax(tmp_path):
+    """Saved here, under the tests' own backend, and loaded in a process that has only JAX."""
     pytest.importorskip("jax")
-    assert _run(SAVE_ON_TENSORFLOW.format(tiny=TINY), "tensorflow", tmp_path)["backend"] == "tensorflow"
+    assert keras.config.backend() == "tensorflow"
+    params = RunParams(**TINY, architecture="guide", task="direction")
+    model = training.compile_model(hybrid.build_model(20, 4, 2, **training.network_arguments(params)), params,
+                                   (np.full(4, 1.5), np.full(4, 0.75)))
+    windows = np.random.default_rng(0).normal(size=(16, 20, 8)).astype("float32")
+    np.save(tmp_path / "windows.npy", windows)
+    np.save(tmp_path / "expected.npy", model.predict(windows, verbose=0))
+    model.save(tmp_path / "model.keras")
     loaded = _run(LOAD_ON_JAX, "jax", tmp_path)
     assert loaded["backend"] == "jax" and loaded["loss"] == "WeightedBinaryCrossentropy"
     assert loaded["gap"] < 1e-5

@@ -1,6 +1,7 @@
 """The project's own hygiene: environment files in sync, notebooks clean and consistent."""
 
 import ast
+import os
 import re
 import subprocess
 import sys
@@ -74,15 +75,25 @@ def test_readme_parameter_table_is_generated_from_the_code():
     assert module.parameter_table() in readme, "run scripts/update_readme.py"
 
 
-def test_xdist_keeps_a_group_on_one_worker(tmp_path):
+def test_xdist_keeps_a_group_on_one_worker_and_gives_each_worker_its_share_of_the_cores(tmp_path):
     """`make test` runs the tests that share a module fixture as one xdist group (tests/conftest.py):
-    with a pytest whose node ids xdist cannot tag, the groups would be silently ignored."""
+    with a pytest whose node ids xdist cannot tag, the groups would be silently ignored. Each
+    worker trains on its share of the cores: given the machine's instead (a share set in the
+    controlling process, whose environment the workers inherit), both workers' notebooks would
+    start worker processes and threads that fight over the same cores."""
     (tmp_path / "test_grouped.py").write_text(
         "import pytest\npytestmark = pytest.mark.xdist_group('one')\n"
         + "".join(f"def test_{k}():\n    pass\n" for k in range(6)))
+    (tmp_path / "test_share.py").write_text(
+        "import os\ndef test_share():\n    print('cores', os.environ['ROICAST_CORES'])\n")
+    (tmp_path / "conftest.py").write_text("from tests.conftest import *  # the suite's own setup\n")
+    environment = {name: value for name, value in os.environ.items()  # as `make test` starts
+                   if not name.startswith(("PYTEST_", "ROICAST_CORES", "TF_NUM_"))}
     done = subprocess.run([sys.executable, "-m", "pytest", "-n", "2", "--dist", "loadgroup", "-v",
-                           "-p", "no:cacheprovider", str(tmp_path)], capture_output=True, text=True,
-                          cwd=tmp_path, timeout=120)
+                           "-rP", "-p", "no:cacheprovider", str(tmp_path)], capture_output=True,
+                          text=True, cwd=tmp_path, timeout=120,
+                          env={**environment, "PYTHONPATH": str(paths.REPO_ROOT)})
     assert done.returncode == 0, done.stdout[-2000:]
-    workers = re.findall(r"\[(gw\d+)\] \[ *\d+%\] PASSED", done.stdout)
+    workers = re.findall(r"\[(gw\d+)\] \[ *\d+%\] PASSED test_grouped", done.stdout)
     assert len(workers) == 6 and len(set(workers)) == 1, done.stdout[-2000:]
+    assert f"cores {max(1, (os.cpu_count() or 1) // 2)}" in done.stdout, done.stdout[-2000:]

@@ -42,9 +42,10 @@ Units = dict[Hashable, tuple] | Callable[[int], dict[Hashable, tuple]]  # or mad
 def run_units(target: str, shared: tuple, units: Units, scheduler: str | None = None, workers: int = 0,
               work_root: Path | None = None) -> Iterator[Done]:
     """Each unit's outcome as it finishes: on the cluster at `scheduler` if given, else on a
-    LocalCluster of `workers` processes when `workers` ≥ 2, else here, in order, with its
-    scratch folder in `work_root`. `shared` travels to the cluster once, not once per unit;
-    `units` may be a function of the number of workers, to split work into that many shares."""
+    LocalCluster of `workers` processes (no more than there are units) when `workers` ≥ 2, else
+    here, in order, with its scratch folder in `work_root`. `shared` travels to the cluster once,
+    not once per unit; `units` may be a function of the number of workers, to split work into
+    that many shares."""
     if on_cluster(scheduler, workers):
         yield from _on_cluster(target, shared, units, scheduler, workers)
     else:
@@ -69,6 +70,8 @@ def _on_cluster(target: str, shared: tuple, units: Units, scheduler: str | None,
 
     from roicast.models import backends
 
+    if not callable(units):  # a worker with no unit to run would only cost its start
+        workers = min(workers, max(1, len(units)))
     with connect(scheduler, workers) as client:
         shares = workers_per_host(client)
         if callable(units):
