@@ -20,7 +20,7 @@ from roicast.errors import RoicastError
 from roicast.features.preprocess import build_dataset
 
 keras = pytest.importorskip("keras")
-from roicast.compute import member_process  # noqa: E402
+from roicast.compute import member_process, units  # noqa: E402
 from roicast.models import ensemble, hybrid, member_stack, training  # noqa: E402
 
 TINY = dict(seq_len=20, lstm_units=[4, 2], attention_heads=1, attention_key_dim=2,
@@ -76,6 +76,21 @@ def test_workers_follow_the_cores_and_stay_home_with_one(monkeypatch):
     monkeypatch.setenv(cluster.CORES_ENV, "two")
     with pytest.raises(RoicastError, match="ROICAST_CORES='two'"):
         cluster.local_workers(4)
+
+
+def test_a_local_cluster_never_has_more_workers_than_units(monkeypatch):
+    """An idle worker only costs its start; shares made for the number of workers keep them all."""
+    asked = []
+
+    def connect(scheduler, workers):
+        asked.append(workers)
+        raise RuntimeError("no cluster needed to see its size")
+
+    monkeypatch.setattr(units, "connect", connect)
+    for workers, todo in ((4, {"a": (), "b": ()}), (2, {"a": ()}), (3, lambda n_workers: {})):
+        with pytest.raises(RuntimeError, match="no cluster"):
+            list(units.run_units("module:function", (), todo, None, workers))
+    assert asked == [2, 1, 3]
 
 
 def test_members_that_cannot_share_a_fit_train_in_stacks_of_their_own(dataset):
