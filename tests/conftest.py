@@ -47,10 +47,15 @@ def sample_prices() -> pd.DataFrame:
     return frame.loc["2020-06-28":]
 
 
+def four_assets(prices: pd.DataFrame) -> pd.DataFrame:
+    """Four assets, about 400 days: enough for short windows."""
+    return prices[["AAPL", "JPM", "KO", "XOM"]].iloc[-400:].copy()
+
+
 @pytest.fixture
 def small_prices(sample_prices) -> pd.DataFrame:
-    """Four assets, about 400 days: enough for short windows."""
-    return sample_prices[["AAPL", "JPM", "KO", "XOM"]].iloc[-400:].copy()
+    """`four_assets` of the bundled prices, a copy of its own to change."""
+    return four_assets(sample_prices)
 
 
 def random_walk_prices(n_days: int = 300, n_assets: int = 3, seed: int = 0) -> pd.DataFrame:

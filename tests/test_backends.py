@@ -24,6 +24,8 @@ from roicast.features import batches  # noqa: E402
 from roicast.models import backends, hybrid, training  # noqa: E402
 from roicast.runs import runner, store, sweep  # noqa: E402
 
+from .conftest import four_assets  # noqa: E402
+
 TINY = dict(seq_len=20, lstm_units=[8, 4], attention_heads=2, attention_key_dim=4,
             dense_units=8, epochs=2, batch_size=64)
 NO_TENSORFLOW = "import sys; sys.modules['tensorflow'] = None\n"  # import tensorflow now fails
@@ -88,13 +90,18 @@ def _run(code: str, backend: str, tmp_path) -> dict:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-TRAIN_ON_JAX = NO_TENSORFLOW + """
+ON_JAX = NO_TENSORFLOW + """
 import json
 from pathlib import Path
+import keras
 import numpy as np, pandas as pd
 from roicast.models import hybrid, training
 from roicast.config import RunParams
 from roicast.features.preprocess import build_dataset
+
+saved = hybrid.load_model("saved/model.keras")
+gap = np.abs(saved.predict(np.load("saved/windows.npy"), verbose=0) - np.load("saved/expected.npy")).max()
+loaded = {{"backend": keras.config.backend(), "gap": float(gap), "loss": type(saved.loss).__name__}}
 
 params = RunParams(**{tiny})
 arrays, _, _ = build_dataset(pd.read_csv("prices.csv", index_col=0, parse_dates=True), params)
@@ -103,48 +110,43 @@ training.save_training(Path("run"), result, Path("run"))
 idx = arrays.test_idx
 reloaded = hybrid.load_model("run/model.keras")
 gap = np.abs(training.predict(reloaded, arrays, idx) - training.predict(result.model, arrays, idx)).max()
-files = sorted(path.name for path in Path("run").iterdir())
-print(json.dumps({{**result.info, "reload_gap": float(gap), "files": files}}))
+trained = {{**result.info, "reload_gap": float(gap), "files": sorted(p.name for p in Path("run").iterdir())}}
+print(json.dumps({{"loaded": loaded, "trained": trained}}))
 """
 
 
-@pytest.mark.slow
-def test_training_on_jax_needs_no_tensorflow(small_prices, tmp_path):
+@pytest.fixture(scope="module")
+def on_jax(sample_prices, tmp_path_factory) -> dict:
+    """One process with JAX only, TensorFlow unimportable as on a GPU machine without it: it
+    loads a model saved here under TensorFlow (the tests' own backend), then trains a network.
+    One import of JAX and Keras for both tests."""
     pytest.importorskip("jax")
-    small_prices.to_csv(tmp_path / "prices.csv")
-    info = _run(TRAIN_ON_JAX.format(tiny=TINY), "jax", tmp_path)
+    assert keras.config.backend() == "tensorflow"
+    folder = tmp_path_factory.mktemp("on-jax")
+    (folder / "saved").mkdir()
+    params = RunParams(**TINY, architecture="guide", task="direction")
+    model = training.compile_model(hybrid.build_model(20, 4, 2, **training.network_arguments(params)), params,
+                                   (np.full(4, 1.5), np.full(4, 0.75)))
+    windows = np.random.default_rng(0).normal(size=(16, 20, 8)).astype("float32")
+    np.save(folder / "saved" / "windows.npy", windows)
+    np.save(folder / "saved" / "expected.npy", model.predict(windows, verbose=0))
+    model.save(folder / "saved" / "model.keras")
+    four_assets(sample_prices).to_csv(folder / "prices.csv")
+    return _run(ON_JAX.format(tiny=TINY), "jax", folder)
+
+
+@pytest.mark.slow
+def test_training_on_jax_needs_no_tensorflow(on_jax):
+    info = on_jax["trained"]
     assert info["backend"] == "jax" and info["device"] == "cpu"
     assert info["epochs_run"] == 2 and np.isfinite(info["best_val_loss"])
     assert info["reload_gap"] < 1e-5
     assert {"model.keras", "history.csv", "train.json"} <= set(info["files"])
 
 
-LOAD_ON_JAX = NO_TENSORFLOW + """
-import json
-import keras
-import numpy as np
-from roicast.models import hybrid
-
-model = hybrid.load_model("model.keras")
-gap = np.abs(model.predict(np.load("windows.npy"), verbose=0) - np.load("expected.npy")).max()
-print(json.dumps({"backend": keras.config.backend(), "gap": float(gap),
-                  "loss": type(model.loss).__name__}))
-"""
-
-
 @pytest.mark.slow
-def test_a_model_saved_under_tensorflow_loads_under_jax(tmp_path):
-    """Saved here, under the tests' own backend, and loaded in a process that has only JAX."""
-    pytest.importorskip("jax")
-    assert keras.config.backend() == "tensorflow"
-    params = RunParams(**TINY, architecture="guide", task="direction")
-    model = training.compile_model(hybrid.build_model(20, 4, 2, **training.network_arguments(params)), params,
-                                   (np.full(4, 1.5), np.full(4, 0.75)))
-    windows = np.random.default_rng(0).normal(size=(16, 20, 8)).astype("float32")
-    np.save(tmp_path / "windows.npy", windows)
-    np.save(tmp_path / "expected.npy", model.predict(windows, verbose=0))
-    model.save(tmp_path / "model.keras")
-    loaded = _run(LOAD_ON_JAX, "jax", tmp_path)
+def test_a_model_saved_under_tensorflow_loads_under_jax(on_jax):
+    loaded = on_jax["loaded"]
     assert loaded["backend"] == "jax" and loaded["loss"] == "WeightedBinaryCrossentropy"
     assert loaded["gap"] < 1e-5
 
