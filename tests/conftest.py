@@ -13,11 +13,15 @@ from filelock import FileLock
 # shared machine do: a test's notebooks then train in their kernel, with TensorFlow on that share,
 # instead of each starting worker processes that fight the other test workers for the same cores.
 # Set in the worker only, before roicast is imported (it sizes TensorFlow's threads from it): the
-# workers inherit the controlling process's environment, where a share set would be the machine's.
+# workers inherit the controlling process's environment, where a share set would be the machine's,
+# and so would the thread counts that roicast's import there derived from a ROICAST_CORES given.
 _TEST_WORKERS = os.environ.get("PYTEST_XDIST_WORKER_COUNT")
 if _TEST_WORKERS:
-    _machine = int(os.environ.get("ROICAST_CORES") or os.cpu_count() or 1)
-    os.environ["ROICAST_CORES"] = str(max(1, _machine // int(_TEST_WORKERS)))
+    _machine = os.environ.get("ROICAST_CORES") or str(os.cpu_count() or 1)
+    for _threads in ("TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS"):
+        if os.environ.get(_threads) == _machine:
+            del os.environ[_threads]
+    os.environ["ROICAST_CORES"] = str(max(1, int(_machine) // int(_TEST_WORKERS)))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 # The backend a run sets for its kernels, set for the whole session: the preloaded server
 # (`compute.preloaded`) serves only its own import-time environment, so tests that fork lanes
