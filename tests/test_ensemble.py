@@ -20,7 +20,7 @@ from roicast.errors import RoicastError
 from roicast.features.preprocess import build_dataset
 
 keras = pytest.importorskip("keras")
-from roicast.compute import member_process, units  # noqa: E402
+from roicast.compute import cluster, member_process, units  # noqa: E402
 from roicast.models import ensemble, hybrid, member_stack, training  # noqa: E402
 
 TINY = dict(seq_len=20, lstm_units=[4, 2], attention_heads=1, attention_key_dim=2,
@@ -55,7 +55,6 @@ def test_a_member_trains_the_network_of_its_variant(dataset, tmp_path):
 
 
 def test_workers_follow_the_cores_and_stay_home_with_one(monkeypatch):
-    from roicast.compute import cluster
     from roicast.models import backends
 
     monkeypatch.delenv(cluster.CORES_ENV, raising=False)
@@ -173,8 +172,10 @@ def test_a_member_that_fails_here_names_its_seed(dataset, tmp_path):
 
 def test_an_unreachable_scheduler_from_the_runner_fails_within_seconds_naming_it(dataset, tmp_path,
                                                                                 monkeypatch):
+    """The sweep's test waits out the real timeout and bounds it; this one waits one second."""
+    monkeypatch.setattr(cluster, "SCHEDULER_TIMEOUT", "1s")
     monkeypatch.setenv(SCHEDULER_ENV, "tcp://127.0.0.1:9")
-    with pytest.raises(RoicastError, match="tcp://127.0.0.1:9"):
+    with pytest.raises(RoicastError, match=r"tcp://127.0.0.1:9 within 1s"):
         ensemble.train_seeds(dataset, RunParams(**TINY), [12], tmp_path, 0, None, scheduler_address())
 
 
