@@ -138,12 +138,13 @@ def test_a_changed_import_time_environment_forks_nothing_until_the_server_restar
     stray = preloaded.fork(time.sleep, (600,), tmp_path / "stray.log")  # never stopped by its caller
     monkeypatch.setenv("KERAS_BACKEND", "jax")
     assert not preloaded.usable() and _provisioner("05_ensemble", tmp_path) is None
-    runner.start_preloading(tmp_path)
+    light = ["json"]  # what the new server imports is not the point: JAX's and Keras's would cost 5 s
+    preloaded.start(light, tmp_path / "preloaded.log")
     assert preloaded.usable() and preloaded.server_pid() != server and _gone(server, 5)
     assert stray.poll() is not None, "the old server waited for it: it was killed, not waited for"
 
     monkeypatch.setenv("KERAS_BACKEND", "torch")  # whose import asks CUDA for devices: never forked
-    runner.start_preloading(tmp_path)
+    preloaded.start(light, tmp_path / "preloaded.log")
     assert not preloaded.usable() and _provisioner("05_ensemble", tmp_path) is None
 
 

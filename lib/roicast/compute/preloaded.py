@@ -73,9 +73,14 @@ def start(modules: list[str], log_path: Path) -> None:
 
 
 def _stop() -> None:
-    """Stop the server. It ends once every process forked from it has: a run stops its own, and
-    any left over (a caller that never stopped them) is killed here rather than waited for."""
+    """Stop the server. Any process forked from it that is left over (a caller that never stopped
+    it) is killed rather than waited for, and so is the server: told to stop, it would finish its
+    imports first, seconds of a core for a server no longer wanted."""
     _kill_forked()
+    pid = forkserver._forkserver._forkserver_pid
+    if pid is not None:
+        with suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)  # until reaped below, the pid is still its own
     forkserver._forkserver._stop()
 
 
