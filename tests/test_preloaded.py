@@ -64,6 +64,28 @@ Path({str(tmp_path / "pid")!r}).write_text(str(forked.pid))
     assert _gone(int((tmp_path / "pid").read_text()), seconds=5)
 
 
+def test_a_server_still_importing_is_killed_when_replaced_or_when_its_caller_exits(tmp_path):
+    """Told to stop, a server would first finish its imports: seconds of a core for nothing
+    (TensorFlow's) after a run that failed in 01 or 02, and as long again before a restart."""
+    (tmp_path / "slow_import.py").write_text("import time\ntime.sleep(600)\n")
+    script = tmp_path / "replaces_one.py"
+    script.write_text(f"""
+import os
+from pathlib import Path
+from roicast.compute import preloaded
+log = Path({str(tmp_path / "server.log")!r})
+preloaded.start(["slow_import"], log)
+first = preloaded.server_pid()
+os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"  # a changed import-time environment: a new server
+preloaded.start(["slow_import"], log)
+Path({str(tmp_path / "pids")!r}).write_text(f"{{first}} {{preloaded.server_pid()}}")
+""")
+    subprocess.run([sys.executable, str(script)], check=True, timeout=60,
+                   env={**os.environ, "PYTHONPATH": str(tmp_path)})
+    first, second = map(int, (tmp_path / "pids").read_text().split())
+    assert first != second and _gone(first, seconds=5) and _gone(second, seconds=5)
+
+
 def test_a_kernel_whose_shutdown_fails_is_killed():
     """An interrupt can leave the event loop so that the kernel's shutdown raises: the kernel's
     process is killed all the same, not left running beside the caller."""

@@ -77,14 +77,25 @@ def _stop() -> None:
     it) is killed rather than waited for, and so is the server: told to stop, it would finish its
     imports first, seconds of a core for a server no longer wanted."""
     _kill_forked()
-    pid = forkserver._forkserver._forkserver_pid
+    _kill_server()
+    forkserver._forkserver._stop()  # reaps it
+
+
+def _kill_server() -> None:
+    """Kill the server this process started: stopped, or left as its caller exits, it would first
+    finish its imports (a run that failed in 01 or 02 would leave seconds of a core behind)."""
+    pid = server_pid()
     if pid is not None:
         with suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)  # until reaped below, the pid is still its own
-    forkserver._forkserver._stop()
+            os.kill(pid, signal.SIGKILL)  # until it is reaped, the pid is still its own
 
 
 @atexit.register  # after multiprocessing's own exit hook was registered, so it runs first
+def _at_exit() -> None:
+    _kill_forked()
+    _kill_server()
+
+
 def _kill_forked() -> None:
     """Kill what is left of the processes forked from here, with their groups, and reap them.
 
