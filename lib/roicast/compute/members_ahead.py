@@ -29,6 +29,7 @@ from filelock import FileLock
 
 from roicast.compute import preloaded
 from roicast.compute.cluster import cores
+from roicast.compute.member_process import exit_without_teardown
 from roicast.config import RunParams, validate_params
 from roicast.runs import store
 from roicast.runs.artefacts import atomic_path
@@ -169,3 +170,4 @@ def main(run_dir: Path, lane: str) -> None:
 
 if __name__ == "__main__":
     main(Path(sys.argv[1]), sys.argv[2])
+    exit_without_teardown()
