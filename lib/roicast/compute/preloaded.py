@@ -92,6 +92,7 @@ def _kill_server() -> None:
 
 @atexit.register  # after multiprocessing's own exit hook was registered, so it runs first
 def _at_exit() -> None:
+    """As this process exits: what was forked from here, then the server."""
     _kill_forked()
     _kill_server()
 
