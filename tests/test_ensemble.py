@@ -186,7 +186,7 @@ def test_a_member_that_fails_here_names_its_seed(dataset, tmp_path):
 
 def test_an_unreachable_scheduler_from_the_runner_fails_within_seconds_naming_it(dataset, tmp_path,
                                                                                 monkeypatch):
-    """The sweep's test waits out the real timeout and bounds it; this one waits one second."""
+    """Within the timeout roicast gives dask (its own is 30 s), here one second."""
     monkeypatch.setattr(cluster, "SCHEDULER_TIMEOUT", "1s")
     monkeypatch.setenv(SCHEDULER_ENV, "tcp://127.0.0.1:9")
     with pytest.raises(RoicastError, match=r"tcp://127.0.0.1:9 within 1s"):
