@@ -146,8 +146,8 @@ def test_a_forked_kernel_answers_takes_an_interrupt_logs_to_its_file_and_goes_wh
     assert "to the log" in (tmp_path / "04_evaluate.kernel.log").read_text()
 
 
-def _provisioner(nb: str, folder: Path):
-    manager = runner.kernel_manager(nb, folder / f"{nb}.kernel.log")
+def _provisioner(nb: str, folder: Path, fork_any: bool = False):
+    manager = runner.kernel_manager(nb, folder / f"{nb}.kernel.log", fork_any)
     runner.WarmKernels.stop(manager)  # never started: its sockets' folder
     return manager.provisioner
 
@@ -156,10 +156,13 @@ def test_a_changed_import_time_environment_forks_nothing_until_the_server_restar
                                                                                 monkeypatch):
     assert isinstance(_provisioner("05_ensemble", tmp_path), ForkedProvisioner)
     assert _provisioner("02_preprocess", tmp_path) is None, "a kernel that imports no TensorFlow starts alone"
+    assert isinstance(_provisioner("02_preprocess", tmp_path, fork_any=True), ForkedProvisioner), \
+        "unless the server was ready before the run began"
 
     stray = preloaded.fork(time.sleep, (600,), tmp_path / "stray.log")  # never stopped by its caller
     monkeypatch.setenv("KERAS_BACKEND", "jax")
     assert not preloaded.usable() and _provisioner("05_ensemble", tmp_path) is None
+    assert _provisioner("02_preprocess", tmp_path, fork_any=True) is None
     light = ["json"]  # what the new server imports is not the point: JAX's and Keras's would cost 5 s
     preloaded.start(light, tmp_path / "preloaded.log")
     assert preloaded.usable() and preloaded.server_pid() != server and _gone(server, 5)
@@ -168,6 +171,24 @@ def test_a_changed_import_time_environment_forks_nothing_until_the_server_restar
     monkeypatch.setenv("KERAS_BACKEND", "torch")  # whose import asks CUDA for devices: never forked
     preloaded.start(light, tmp_path / "preloaded.log")
     assert not preloaded.usable() and _provisioner("05_ensemble", tmp_path) is None
+
+
+def test_a_run_forks_01s_kernel_from_a_server_a_run_before_it_started(server, workdir, monkeypatch):
+    """A run after one that started the server (here: the fixture) forks 01's kernel too, and the
+    notebook runs in it as in a kernel of its own."""
+    forked = []
+    original = runner.kernel_manager
+
+    def recorded(nb: str, log_path: Path, fork_any: bool = False):
+        manager = original(nb, log_path, fork_any)
+        forked.append((nb, isinstance(manager.provisioner, ForkedProvisioner)))
+        return manager
+
+    monkeypatch.setattr(runner, "kernel_manager", recorded)
+    params = runner.resolve_params(dict(chain.TINY), "after", ["01"])
+    assert runner.run_chain(params, only=["01"], log=lambda line: None).status == "succeeded"
+    assert forked == [("01_collect", True)]
+    assert (paths.run_dir("after") / "prices.parquet").exists()
 
 
 def _writing_into(folder: Path) -> list[int]:

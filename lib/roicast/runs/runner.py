@@ -254,10 +254,11 @@ def start_preloading(report_dir: Path) -> None:
                     report_dir / "preloaded.log")
 
 
-def kernel_manager(nb: str, log_path: Path) -> AsyncKernelManager:
-    """The manager of `nb`'s kernel, to be forked from the preloaded server where it may be."""
+def kernel_manager(nb: str, log_path: Path, fork_any: bool = False) -> AsyncKernelManager:
+    """The manager of `nb`'s kernel, to be forked from the preloaded server where it may be: 03–06's,
+    and with `fork_any` 01's and 02's too."""
     manager = kernel_manager_logging_to(log_path)(kernel_name="python3", **kernel_sockets())
-    if nb in FORKED and preloaded.usable():
+    if (nb in FORKED or fork_any) and preloaded.usable():
         manager.kernel_id = str(uuid.uuid4())
         manager.provisioner = ForkedProvisioner(kernel_id=manager.kernel_id, kernel_spec=manager.kernel_spec,
                                                 parent=manager)
@@ -275,15 +276,21 @@ class WarmKernels:
     runs every cell itself, its imports finding the modules loaded. The kernels of 03–06 are
     forked from a server that imported TensorFlow, Keras and roicast while 01 and 02 ran
     (`start_preloading`), so even their import cells find little left to do.
+
+    01's and 02's kernels are forked too where the server was ready before the run began
+    (`fork_any`: a run before it in this process, as in a notebook or a test calling `run_chain`
+    again, started it): they then skip about 1.5 s of a core importing pandas, seaborn and the
+    library. A server started by this run is still importing TensorFlow as 01 starts, so there
+    they start on their own rather than wait for it.
     """
 
-    def __init__(self, report_dir: Path):
-        self.report_dir, self.started = report_dir, {}
+    def __init__(self, report_dir: Path, fork_any: bool = False):
+        self.report_dir, self.fork_any, self.started = report_dir, fork_any, {}
 
     def start(self, nb: str) -> None:
         log_path = self.report_dir / f"{nb}.kernel.log"
         log_path.unlink(missing_ok=True)
-        manager = kernel_manager(nb, log_path)
+        manager = kernel_manager(nb, log_path, self.fork_any)
         try:
             run_sync(manager.start_kernel)(cwd=str(paths.NOTEBOOKS_DIR), extra_arguments=[
                 *KERNEL_ARGUMENTS, f"--IPKernelApp.exec_lines={import_cell(nb)}"])
@@ -409,6 +416,7 @@ def _run_locked(params: RunParams, notebooks: list[str], with_code: bool, log: C
             os.environ.setdefault(name, value)
     if scheduler:
         os.environ[SCHEDULER_ENV] = scheduler  # 05's kernel sends its members there
+    ready = preloaded.usable()  # started by a run before this one: done importing by now
     if set(FORKED) & set(notebooks):
         start_preloading(report_dir)  # it imports while 01 and 02 run
     result = RunResult(params.run_id, "running")
@@ -416,7 +424,7 @@ def _run_locked(params: RunParams, notebooks: list[str], with_code: bool, log: C
     reports.record_status(params, notebooks, "running", result.timings_s)
     log(f"run {params.run_id}: {', '.join(notebooks)}")
     nb = notebooks[0]
-    kernels, ahead = WarmKernels(report_dir), []
+    kernels, ahead = WarmKernels(report_dir, fork_any=ready), []
     try:
         for position, nb in enumerate(notebooks):
             log(f"  {nb} …")
