@@ -158,7 +158,7 @@ def test_a_tracking_server_on_localhost_receives_the_same_run(tiny_here, tmp_pat
     server = _serve([MLFLOW, "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
                      "--backend-store-uri", f"sqlite:///{tmp_path / 'server.db'}",
                      "--artifacts-destination", str(tmp_path / "server-artefacts")], url,
-                    tmp_path / "server.log",  # without its job runner: 2 processes importing MLflow
+                    tmp_path / "server.log",  # without its job runner, whose consumers import MLflow again
                     env={"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"})
     try:
         mlflow_id = tracking.log_run(chain.RUN_ID, url, model=False)
